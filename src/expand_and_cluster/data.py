@@ -1,0 +1,76 @@
+"""Query inputs: synthetic input distributions, bundled and IDX data sets, query specs."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from expand_and_cluster.errors import InputError
+from expand_and_cluster.seeding import numpy_rng
+
+DISTRIBUTIONS = ("gaussian", "uniform")
+
+
+def sample_inputs(distribution: str, n: int, d: int, seed: int, key: str = "queries") -> np.ndarray:
+    """``n`` inputs of dimension ``d`` with zero mean and unit variance per coordinate.
+
+    ``gaussian`` is N(0, I); ``uniform`` is uniform on [-sqrt(3), sqrt(3)]^d.
+    """
+    if n < 1 or d < 1:
+        raise InputError(f"need at least one sample and one input dimension; got n={n}, d={d}")
+    rng = numpy_rng(seed, "inputs", distribution, key)
+    if distribution == "gaussian":
+        return rng.standard_normal((n, d))
+    if distribution == "uniform":
+        return rng.uniform(-np.sqrt(3.0), np.sqrt(3.0), size=(n, d))
+    raise InputError(f"unknown input distribution {distribution!r}: choose one of {DISTRIBUTIONS}")
+
+
+def parse_query_spec(spec: str) -> tuple[str, int]:
+    """``"gaussian:20000"`` -> ``("gaussian", 20000)``."""
+    name, _, count = spec.partition(":")
+    if name not in DISTRIBUTIONS or not count.isdigit() or int(count) < 1:
+        raise InputError(
+            f"bad query spec {spec!r}: write DISTRIBUTION:COUNT with DISTRIBUTION one of "
+            f"{', '.join(DISTRIBUTIONS)}, e.g. gaussian:20000"
+        )
+    return name, int(count)
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per feature (constant features are only centred)."""
+    std = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (1797 images): standardised pixels and labels."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    return standardise(bunch.data.astype(np.float64)), bunch.target.astype(np.int64)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not, into an array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise InputError(f"cannot read IDX file {path}: {e}") from None
+    if len(raw) < 4 or raw[:2] != b"\x00\x00":
+        raise InputError(f"{path} is not an IDX file (bad magic number)")
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if raw[2] not in dtypes:
+        raise InputError(f"{path}: unknown IDX element type {raw[2]:#x}")
+    ndim = raw[3]
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=dtypes[raw[2]], offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise InputError(f"{path}: header says shape {shape} but holds {data.size} values")
+    return data.reshape(shape)
