@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from scipy.special import erf, expit
 
+from expand_and_cluster.errors import InputError
+
 LEAKY_RELU_SLOPE = 0.01
 
 
@@ -106,9 +108,9 @@ ACTIVATIONS: dict[str, Activation] = {
 
 
 def get_activation(name: str) -> Activation:
-    """The activation called ``name``; a ValueError lists the valid names otherwise."""
+    """The activation called ``name``; an InputError lists the valid names otherwise."""
     try:
         return ACTIVATIONS[name]
     except KeyError:
         valid = ", ".join(ACTIVATIONS)
-        raise ValueError(f"unknown activation {name!r}: choose one of {valid}") from None
+        raise InputError(f"unknown activation {name!r}: choose one of {valid}") from None

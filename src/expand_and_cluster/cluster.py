@@ -112,12 +112,26 @@ def cluster_count_curve(merges: np.ndarray, student_of: np.ndarray, needed: int)
     return counts
 
 
-def choose_cut(counts: np.ndarray) -> int:
-    """The last merge of the first run of merges at which ``counts`` is largest."""
+CUT_RULES = ("gap", "paper")
+
+
+def choose_cut(counts: np.ndarray, heights: np.ndarray | None = None, rule: str = "gap") -> int:
+    """Which merge to cut after, within the first run of merges where ``counts`` is largest.
+
+    ``paper``: the last merge of the run (the paper's rule; it lets neurons that sit
+    between clusters join them). ``gap``: the merge followed by the largest relative jump
+    in merge height inside the run, i.e. where the clusters are complete and before the
+    next, much more distant neurons join (the last merge if the run has one merge)."""
+    if rule not in CUT_RULES:
+        raise InputError(f"unknown cut rule {rule!r}: choose one of {', '.join(CUT_RULES)}")
     best = counts.max()
     first = int(np.argmax(counts == best))
     below = np.flatnonzero(counts[first:] != best)
-    return first + int(below[0]) - 1 if len(below) else len(counts) - 1
+    last = first + int(below[0]) - 1 if len(below) else len(counts) - 1
+    if rule == "paper" or heights is None or last == first:
+        return last
+    run = np.maximum(heights[first : last + 2], 1e-300)  # the run plus the merge after it
+    return first + int(np.argmax(run[1:] / run[:-1]))
 
 
 def labels_at_cut(merges: np.ndarray, n: int, cut_index: int) -> np.ndarray:
@@ -159,6 +173,7 @@ def cluster_layer(
     symmetry: Symmetry,
     gamma: float = 0.5,
     beta_deg: float = 60.0,
+    cut_rule: str = "gap",
 ) -> LayerClusters:
     """Cluster canonical neuron vectors ``features`` (neurons, dim); ``student_of`` gives
     each neuron's student (0..n_students-1)."""
@@ -175,7 +190,7 @@ def cluster_layer(
     needed = min_students(gamma, n_students)
     merges = linkage(condensed_distances(features, symmetry.has_sign_flip), method="average")
     counts = cluster_count_curve(merges, student_of, needed)
-    cut = choose_cut(counts)
+    cut = choose_cut(counts, merges[:, 2], cut_rule)
     raw = labels_at_cut(merges, len(features), cut)
     roots, labels, sizes = np.unique(raw, return_inverse=True, return_counts=True)
     order = np.argsort(-sizes, kind="stable")  # largest clusters first

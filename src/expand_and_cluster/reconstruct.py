@@ -39,9 +39,13 @@ from expand_and_cluster.symmetry import (
 
 log = logging.getLogger(__name__)
 
+# Hidden-layer pruning regresses on at most this many queries (it only needs to tell
+# "explains something" from "explains nothing").
+_PRUNE_SAMPLES = 5000
+
 
 def _default_retrain() -> TrainSettings:
-    return TrainSettings(max_epochs=5000)
+    return TrainSettings(max_epochs=1000)
 
 
 @dataclass
@@ -53,6 +57,7 @@ class RecoverySettings:
     n_students: int = 10
     gamma: float = 0.5
     beta_deg: float = 60.0
+    cut_rule: str = "gap"  # or "paper"; see expand_and_cluster.cluster.choose_cut
     seed: int = 0
     train: TrainSettings = field(default_factory=TrainSettings)
     retrain: TrainSettings = field(default_factory=_default_retrain)  # deep layers
@@ -80,8 +85,9 @@ class LayerRecovery:
     scales: np.ndarray  # removed scale of each neuron (norms for relu-like classes, else 1)
     student_of: np.ndarray  # student index (into the full ensemble) of each neuron
     representative_student: np.ndarray  # per kept cluster
-    width: int  # recovered width
-    retrain: TrainResult | None  # retraining of the students after this layer (deep nets)
+    width: int  # width after clustering (before pruning)
+    retrain: TrainResult | None = None  # retraining of the students after this layer (deep nets)
+    pruned: list[int] = field(default_factory=list)  # neurons (of `width`) pruned at this layer
 
 
 @dataclass
@@ -119,6 +125,7 @@ class Recovery:
                 ],
                 "representative_students": rec.representative_student.tolist(),
                 "width_after_clustering": rec.width,
+                "pruned": rec.pruned,
             })
         return {
             "layers": layers,
@@ -186,10 +193,18 @@ def reconstruct(
         )
         log.info("layer %d: %d neurons recovered (%s)", layer + 1, rec.width, rec.clusters.summary())
         w_new, b_new, out_new, shift = _collapse(rec, weights[layer + 1], healthy, act.symmetry)
+        next_b = biases[layer + 1] + shift
+        if layer < n_hidden - 1:
+            h_below = _last_hidden([w[0] for w in weights[:layer]], [b[0] for b in biases[:layer]], activation, x[:_PRUNE_SAMPLES])
+            keep, out_new, next_b = prune_hidden_layer(h_below, w_new, b_new, out_new, next_b, activation, settings.min_explained_variance)
+            rec.pruned = np.setdiff1d(np.arange(len(w_new)), keep).tolist()
+            w_new, b_new = w_new[keep], b_new[keep]
+            if rec.pruned:
+                log.info("layer %d: pruned %d neuron(s) that the next layer does not need: %s", layer + 1, len(rec.pruned), rec.pruned)
         weights[layer] = np.repeat(w_new[None], len(healthy), axis=0)
         biases[layer] = np.repeat(b_new[None], len(healthy), axis=0)
         weights[layer + 1] = out_new
-        biases[layer + 1] = biases[layer + 1] + shift
+        biases[layer + 1] = next_b
         if layer < n_hidden - 1:
             rewired = StudentEnsemble(
                 [torch.tensor(w) for w in weights], [torch.tensor(b) for b in biases], activation
@@ -278,7 +293,9 @@ def _reconstruct_layer(
     n, width = weight.shape[:2]
     features, scales = canonicalise_neurons(neuron_vectors(weight, bias).reshape(n * width, -1), symmetry)
     local_student = np.repeat(np.arange(n), width)
-    clusters = cluster_layer(features, local_student, n_total, symmetry, settings.gamma, settings.beta_deg)
+    clusters = cluster_layer(
+        features, local_student, n_total, symmetry, settings.gamma, settings.beta_deg, settings.cut_rule
+    )
     if len(clusters.kept) == 0:
         raise InputError(
             f"no cluster passed the filters ({clusters.summary()}): the students did not agree "
@@ -295,7 +312,6 @@ def _reconstruct_layer(
         student_of=student_ids[local_student],
         representative_student=student_ids[representative],
         width=len(clusters.kept),
-        retrain=None,
     )
 
 
@@ -340,6 +356,7 @@ def fit_output_layer(hidden_w, hidden_b, activation, x, y) -> tuple[MLP, float]:
 
 
 def _last_hidden(hidden_w, hidden_b, activation, x) -> np.ndarray:
+    """Output of the last of the given hidden layers (``x`` itself if there are none)."""
     f = get_activation(activation).numpy
     h = x
     for w, b in zip(hidden_w, hidden_b, strict=True):
@@ -354,35 +371,64 @@ def _design(h: np.ndarray, x: np.ndarray, symmetry: Symmetry) -> np.ndarray:
 
 
 def prune_last_layer(network: MLP, x: np.ndarray, y: np.ndarray, min_explained_variance: float) -> tuple[MLP, list[int]]:
-    """Remove last-hidden-layer neurons that explain (almost) nothing the others do not.
-
-    Repeatedly, the neuron whose removal raises the least-squares output error least is
-    removed, while that rise is below ``min_explained_variance`` times the output variance.
-    A duplicated neuron (its partner takes over) and a neuron with no net output both go;
-    a teacher neuron, which carries a share of the output no other neuron can, stays.
-    The output layer is refitted after each removal."""
-    if min_explained_variance <= 0:
-        return network, []
+    """Remove last-hidden-layer neurons that explain (almost) nothing of the output that
+    the other neurons do not (see :func:`greedy_prune`), and refit the output layer."""
     sym = get_activation(network.activation).symmetry
     hidden_w, hidden_b = network.weights[:-1], network.biases[:-1]
     h = _last_hidden(hidden_w, hidden_b, network.activation, x)
-    design = _design(h, x, sym)
-    tolerance = min_explained_variance * float(np.sum(np.var(y, axis=0)))
-    alive = list(range(h.shape[1]))
-    pruned: list[int] = []
-    while len(alive) > 1:
-        columns = alive + list(range(h.shape[1], design.shape[1]))
-        rise = _drop_one_rise(design[:, columns], y)[: len(alive)]
-        worst = int(np.argmin(rise))
-        if rise[worst] >= tolerance:
-            break
-        pruned.append(alive.pop(worst))
+    pruned = greedy_prune(_design(h, x, sym), y, h.shape[1], min_explained_variance)
     if not pruned:
         return network, []
-    keep = np.array(alive)
+    keep = np.setdiff1d(np.arange(h.shape[1]), pruned)
     last_w, last_b = hidden_w[-1][keep], hidden_b[-1][keep]
     refit, _ = fit_output_layer([*hidden_w[:-1], last_w], [*hidden_b[:-1], last_b], network.activation, x, y)
-    return refit, sorted(pruned)
+    return refit, pruned
+
+
+def prune_hidden_layer(
+    h_below: np.ndarray, weight: np.ndarray, bias: np.ndarray, next_weight: np.ndarray, next_bias: np.ndarray,
+    activation: str, min_explained_variance: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prune a reconstructed hidden layer ``(weight (K, in), bias (K,))`` by what it feeds:
+    every student's next-layer pre-activations (``next_weight (N, next, K)``) are linear in
+    this layer, so a neuron that none of them needs is removed (:func:`greedy_prune`).
+    Each student's next layer is then refitted by least squares on the kept neurons.
+    Returns the kept neuron indices and the refitted ``(N, next, K')`` weights and
+    ``(N, next)`` biases."""
+    sym = get_activation(activation).symmetry
+    h = get_activation(activation).numpy(h_below @ weight.T + bias)
+    n, n_next, k = next_weight.shape
+    targets = np.einsum("sk,njk->snj", h, next_weight).reshape(len(h), n * n_next) + next_bias.reshape(1, -1)
+    design = _design(h, h_below, sym)
+    pruned = greedy_prune(design, targets, k, min_explained_variance)
+    keep = np.setdiff1d(np.arange(k), pruned)
+    columns = np.concatenate([keep, np.arange(k, design.shape[1])])
+    coef, *_ = np.linalg.lstsq(design[:, columns], targets, rcond=None)
+    refit_w = coef[: len(keep)].T.reshape(n, n_next, len(keep))
+    refit_b = coef[len(keep)].reshape(n, n_next)
+    return keep, refit_w, refit_b
+
+
+def greedy_prune(design: np.ndarray, targets: np.ndarray, n_candidates: int, min_explained_variance: float) -> list[int]:
+    """Which of the first ``n_candidates`` columns of ``design`` to drop.
+
+    Repeatedly drop the column whose removal raises the least-squares error of
+    ``targets`` least, while that rise is below ``min_explained_variance`` times the
+    targets' total variance. A duplicated neuron (its twin takes over) and a neuron with
+    no net effect both go; a neuron that carries a share no other neuron can, stays."""
+    if min_explained_variance <= 0:
+        return []
+    tolerance = min_explained_variance * float(np.sum(np.var(targets, axis=0)))
+    alive = list(range(n_candidates))
+    extra = list(range(n_candidates, design.shape[1]))
+    pruned: list[int] = []
+    while len(alive) > 1:
+        rise = _drop_one_rise(design[:, alive + extra], targets)[: len(alive)]
+        weakest = int(np.argmin(rise))
+        if rise[weakest] >= tolerance:
+            break
+        pruned.append(alive.pop(weakest))
+    return sorted(pruned)
 
 
 def _original_indices(first: list[int], second: list[int]) -> list[int]:
