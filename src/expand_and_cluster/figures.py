@@ -1,0 +1,400 @@
+"""Figures from stored results: the clustering of one recovery (the paper's Fig. 3 trio), its
+alignment with the teacher, and the study-level figures.
+
+Everything is drawn with matplotlib's object-oriented API (``matplotlib.figure.Figure``, no
+pyplot), so no global state is touched and no display is needed. Inputs are what the store
+and the metrics JSON hold: :func:`expand_and_cluster.store.read_clusters` datasets and
+metrics dicts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from scipy.cluster.hierarchy import dendrogram, leaves_list
+from scipy.spatial.distance import squareform
+
+from expand_and_cluster.cluster import condensed_distances
+
+STATUS_COLOURS = {"kept": "tab:green", "too_few_students": "tab:blue", "unaligned": "tab:red"}
+STATUS_LABELS = {"kept": "kept", "too_few_students": "too few students", "unaligned": "unaligned"}
+ABOVE_CUT_COLOUR = "0.65"
+CUT_COLOUR = "tab:orange"
+# Angles are computed in float64; below about 1e-6 degrees they are rounding noise, and 0 has
+# no place on a log axis: smaller angles are drawn at this floor.
+ANGLE_FLOOR_DEG = 1e-7
+# Bars in the cluster-angle chart (the largest clusters; the rest are counted in the title).
+MAX_BARS = 60
+# Dendrograms with more leaves are drawn truncated to this many leaves.
+MAX_DENDROGRAM_LEAVES = 2000
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 100) -> None:
+    """Write ``fig`` as PNG (or whatever the suffix says)."""
+    fig.savefig(path, dpi=dpi)
+
+
+def message_figure(title: str, text: str) -> Figure:
+    """A figure that only says something, e.g. why a recovery has no clusters to show."""
+    fig = Figure(figsize=(6, 2.5))
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, _wrap(text, 80), ha="center", va="center", fontsize=9, transform=ax.transAxes)
+    return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _status_names(layer: xr.Dataset) -> np.ndarray:
+    codes = list(layer.attrs["status_codes"])
+    return np.array([codes[int(c)] for c in layer["status"].values])
+
+
+def _legend_patches() -> list[Patch]:
+    return [Patch(color=c, label=STATUS_LABELS[s]) for s, c in STATUS_COLOURS.items()]
+
+
+# -- one recovery: the Fig. 3 trio ------------------------------------------------------------
+
+
+def similarity_figure(
+    layers: list[xr.Dataset], sign_invariant: bool, max_neurons: int = 5000
+) -> Figure:
+    """Distances between the canonical incoming vectors of all students' neurons, one panel
+    per hidden layer, rows and columns in dendrogram order: teacher neurons show as dark
+    blocks on the diagonal. Layers with more than ``max_neurons`` neurons are not drawn
+    (the matrix is quadratic); the panel says so."""
+    fig = Figure(figsize=(4.2 * len(layers), 4.0))
+    for i, layer in enumerate(layers):
+        ax = fig.add_subplot(1, len(layers), i + 1)
+        n = layer.sizes["neuron"]
+        if n > max_neurons:
+            ax.set_axis_off()
+            ax.text(
+                0.5,
+                0.5,
+                f"{n} neurons: similarity matrix not drawn\n"
+                f"(more than max_similarity_neurons = {max_neurons})",
+                ha="center",
+                va="center",
+                fontsize=9,
+                transform=ax.transAxes,
+            )
+            ax.set_title(f"hidden layer {i + 1}")
+            continue
+        order = leaves_list(layer["linkage"].values)
+        features = layer["features"].values.astype(np.float64)[order]
+        matrix = squareform(condensed_distances(features, sign_invariant))
+        image = ax.imshow(matrix, cmap="viridis_r", interpolation="nearest")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="distance")
+        ax.set_title(f"hidden layer {i + 1}: {n} neurons")
+        ax.set_xlabel("neuron (dendrogram order)")
+        ax.set_ylabel("neuron (dendrogram order)")
+    fig.suptitle(
+        "Similarity of the students' neurons" + (" (sign ignored)" if sign_invariant else "")
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _link_colours(layer: xr.Dataset) -> dict[int, str]:
+    """Colour of every merge (scipy node id): above the cut grey, below it the colour of
+    the fate of the cluster it belongs to."""
+    merges = layer["linkage"].values
+    n = len(merges) + 1
+    labels = layer["label"].values
+    status = _status_names(layer)
+    cut = int(layer.attrs["cut_index"])
+    first_leaf = np.empty(2 * n - 1, dtype=np.int64)
+    first_leaf[:n] = np.arange(n)
+    colours = {}
+    for i, (a, _) in enumerate(merges[:, :2].astype(np.int64)):
+        first_leaf[n + i] = first_leaf[a]
+        if i <= cut:
+            colours[n + i] = STATUS_COLOURS[status[labels[first_leaf[n + i]]]]
+        else:
+            colours[n + i] = ABOVE_CUT_COLOUR
+    return colours
+
+
+def dendrogram_figure(layers: list[xr.Dataset]) -> Figure:
+    """Average-linkage dendrogram per hidden layer with the cut height; branches below the
+    cut are coloured by their cluster's fate."""
+    fig = Figure(figsize=(6.5, 3.2 * len(layers)))
+    for i, layer in enumerate(layers):
+        ax = fig.add_subplot(len(layers), 1, i + 1)
+        merges = layer["linkage"].values
+        colours = _link_colours(layer)
+        n = len(merges) + 1
+        truncate = (
+            {"truncate_mode": "lastp", "p": MAX_DENDROGRAM_LEAVES}
+            if n > MAX_DENDROGRAM_LEAVES
+            else {}
+        )
+        dendrogram(
+            merges,
+            ax=ax,
+            no_labels=True,
+            link_color_func=lambda k, colours=colours: colours.get(k, ABOVE_CUT_COLOUR),
+            **truncate,
+        )
+        height = float(layer.attrs["cut_height"])
+        ax.axhline(height, color=CUT_COLOUR, linestyle="--", linewidth=1.2)
+        note = f", truncated to {MAX_DENDROGRAM_LEAVES} leaves" if truncate else ""
+        ax.set_title(f"hidden layer {i + 1}: {n} neurons, cut at {height:.3g}{note}", fontsize=10)
+        ax.set_ylabel("merge distance")
+        handles = [
+            *_legend_patches(),
+            Line2D([], [], color=CUT_COLOUR, linestyle="--", label="cut"),
+        ]
+        ax.legend(handles=handles, fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def cluster_angles_figure(layers: list[xr.Dataset]) -> Figure:
+    """Median pairwise angle inside each cluster at the cut (largest clusters first)
+    against beta, coloured by fate; the label on each bar is its number of distinct
+    students (at least ``min_students`` are needed)."""
+    fig = Figure(figsize=(7.0, 3.0 * len(layers)))
+    for i, layer in enumerate(layers):
+        ax = fig.add_subplot(len(layers), 1, i + 1)
+        angles = layer["median_angle_deg"].values
+        status = _status_names(layer)
+        students = layer["n_students"].values
+        multi = np.flatnonzero(layer["n_members"].values > 1)
+        shown = multi[:MAX_BARS]
+        ax.bar(
+            np.arange(len(shown)),
+            angles[shown],
+            color=[STATUS_COLOURS[s] for s in status[shown]],
+            edgecolor="none",
+        )
+        for x, c in enumerate(shown):
+            ax.text(x, angles[c], str(students[c]), ha="center", va="bottom", fontsize=6)
+        beta = float(layer.attrs["beta_deg"])
+        ax.axhline(beta, color="k", linestyle="--", linewidth=1.0, label=f"beta = {beta:g} deg")
+        singletons = int((layer["n_members"].values == 1).sum())
+        hidden = len(multi) - len(shown)
+        extra = f"; {hidden} smaller clusters not shown" if hidden else ""
+        ax.set_title(
+            f"hidden layer {i + 1}: {len(multi)} clusters with 2+ members, {singletons} single "
+            f"neurons; needs {int(layer.attrs['min_students'])} students{extra}",
+            fontsize=9,
+        )
+        ax.set_ylabel("median angle (deg)")
+        ax.set_xlabel("cluster (largest first)")
+        ax.set_ylim(
+            0, max(beta * 1.25, float(np.nanmax(angles[shown])) * 1.1 if len(shown) else 1.0)
+        )
+        ax.legend(
+            handles=[*_legend_patches(), Line2D([], [], color="k", linestyle="--", label="beta")],
+            fontsize=8,
+        )
+    fig.tight_layout()
+    return fig
+
+
+def alignment_figure(metrics: dict[str, Any]) -> Figure:
+    """Angle between each teacher neuron and its match in the recovered network (log scale),
+    per hidden layer; unmatched teacher neurons ("missing") and recovered neurons that
+    match no teacher neuron ("excess") are marked."""
+    if metrics.get("angles_deg") is None:
+        return message_figure("No recovered network", f"recovery failed: {metrics.get('reason')}")
+    layers = metrics["angles_deg"]
+    fig = Figure(figsize=(6.0, 2.8 * len(layers)))
+    for i, angles in enumerate(layers):
+        ax = fig.add_subplot(len(layers), 1, i + 1)
+        n = len(angles)
+        found = [j for j, a in enumerate(angles) if a is not None]
+        missing = [j for j, a in enumerate(angles) if a is None]
+        heights = [max(angles[j], ANGLE_FLOOR_DEG) for j in found]
+        ax.bar(found, heights, color="tab:green", label="teacher neuron (matched)")
+        top = 180.0
+        if missing:
+            ax.bar(missing, [top] * len(missing), color="tab:red", alpha=0.4, label="missing")
+        excess = int(metrics["excess"][i])
+        if excess:
+            ax.bar(
+                np.arange(n, n + excess),
+                [top] * excess,
+                color="none",
+                edgecolor="tab:purple",
+                hatch="//",
+                label="excess (recovered, no teacher match)",
+            )
+        ax.set_yscale("log")
+        ax.set_ylim(ANGLE_FLOOR_DEG / 2, top * 2)
+        ax.set_xlim(-0.6, n + excess - 0.4)
+        ax.set_xticks(range(n + excess))
+        ax.set_xticklabels([str(j) for j in range(n)] + ["+"] * excess, fontsize=7)
+        ax.set_ylabel("angle to teacher (deg)")
+        ax.set_xlabel("teacher neuron")
+        ax.set_title(
+            f"hidden layer {i + 1}: teacher {metrics['teacher_widths'][i]} neurons, recovered "
+            f"{metrics['widths'][i]}",
+            fontsize=10,
+        )
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(
+        f"{metrics.get('teacher', '')}  RMSE on held-out inputs {metrics['rmse']:.2e}", fontsize=10
+    )
+    fig.tight_layout()
+    return fig
+
+
+# -- the study ---------------------------------------------------------------------------------
+
+
+def _by_expansion(metrics: list[dict[str, Any]], key: str) -> dict[Any, dict[float, list[dict]]]:
+    groups: dict[Any, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for m in metrics:
+        groups[m[key]][float(m["expansion"])].append(m)
+    return groups
+
+
+def identifiability_figure(metrics: list[dict[str, Any]]) -> Figure:
+    """Synthetic problems: (left) the fraction recovered exactly (right widths, every teacher
+    neuron matched) against the expansion factor, per activation; (right) the angle of every
+    matched teacher neuron, per activation and expansion (log scale)."""
+    synthetic = [m for m in metrics if m.get("kind") == "synthetic"]
+    fig = Figure(figsize=(10.0, 4.0))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    if not synthetic:
+        for ax in (left, right):
+            ax.set_axis_off()
+            ax.text(
+                0.5, 0.5, "no synthetic teachers in this study", ha="center", transform=ax.transAxes
+            )
+        return fig
+    groups = _by_expansion(synthetic, "activation")
+    activations = sorted(groups)
+    expansions = sorted({float(m["expansion"]) for m in synthetic})
+    colours = {a: f"C{i}" for i, a in enumerate(activations)}
+    offsets = np.linspace(-0.08, 0.08, len(activations)) if len(activations) > 1 else [0.0]
+    for act, offset in zip(activations, offsets, strict=True):
+        xs = sorted(groups[act])
+        fractions = [np.mean([m["status"] == "exact" for m in groups[act][x]]) for x in xs]
+        counts = [len(groups[act][x]) for x in xs]
+        left.plot(
+            np.log2(xs) + offset,
+            fractions,
+            "o-",
+            color=colours[act],
+            label=f"{act} ({counts[0]} problems)",
+        )
+        for x in xs:
+            angles = [
+                a
+                for m in groups[act][x]
+                for layer in (m["angles_deg"] or [])
+                for a in layer
+                if a is not None
+            ]
+            if angles:
+                jitter = np.linspace(-0.05, 0.05, len(angles))
+                right.scatter(
+                    np.log2(x) + offset + jitter,
+                    np.maximum(angles, ANGLE_FLOOR_DEG),
+                    s=8,
+                    color=colours[act],
+                    alpha=0.7,
+                )
+    overall = [
+        np.mean([m["status"] == "exact" for m in synthetic if float(m["expansion"]) == x])
+        for x in expansions
+    ]
+    left.plot(np.log2(expansions), overall, "k--", linewidth=1, label="all")
+    for ax in (left, right):
+        ax.set_xticks(np.log2(expansions))
+        ax.set_xticklabels([f"{x:g}" for x in expansions])
+        ax.set_xlabel("expansion (student width / teacher width)")
+    left.set_ylim(-0.05, 1.05)
+    left.set_ylabel("fraction recovered exactly")
+    left.set_title(f"{len({m['teacher'] for m in synthetic})} synthetic teachers", fontsize=10)
+    left.legend(fontsize=7)
+    right.set_yscale("log")
+    right.set_ylim(ANGLE_FLOOR_DEG / 2, 180)
+    right.set_ylabel("angle to teacher neuron (deg)")
+    right.set_title("matched teacher neurons", fontsize=10)
+    right.legend(
+        handles=[
+            Line2D([], [], marker="o", linestyle="", color=colours[a], label=a) for a in activations
+        ],
+        fontsize=7,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def expansion_control_figure(metrics: list[dict[str, Any]]) -> Figure:
+    """Per teacher, the median final training loss of its students at every expansion, and
+    the loss of the network recovered from the widest students, on the same queries (log
+    scale; lines join one teacher's points). Students as wide as the teacher (expansion 1)
+    are the control: they tend to stop at higher loss."""
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    first_setting = sorted({m["recovery_id"] for m in metrics})[:1]
+    metrics = [m for m in metrics if m["recovery_id"] in first_setting]
+    expansions = sorted({float(m["expansion"]) for m in metrics})
+    if not metrics:
+        ax.set_axis_off()
+        return fig
+    widest = expansions[-1]
+    categories = [f"students x{x:g}" for x in expansions] + [f"recovered from x{widest:g}"]
+    by_teacher: dict[str, dict[str, float]] = defaultdict(dict)
+    kinds = {}
+    for m in metrics:
+        kinds[m["teacher"]] = m["kind"]
+        if m["student_loss_median"] is not None:
+            by_teacher[m["teacher"]][f"students x{float(m['expansion']):g}"] = m[
+                "student_loss_median"
+            ]
+        if float(m["expansion"]) == widest and m.get("recovered_loss") is not None:
+            by_teacher[m["teacher"]][categories[-1]] = m["recovered_loss"]
+    floor = 1e-20
+    markers = {"synthetic": "o", "digits": "s"}
+    for i, (teacher, values) in enumerate(sorted(by_teacher.items())):
+        xs = [j for j, c in enumerate(categories) if c in values]
+        ys = [max(values[categories[j]], floor) for j in xs]
+        jitter = (i / max(1, len(by_teacher) - 1) - 0.5) * 0.3
+        ax.plot(np.array(xs) + jitter, ys, "-", color="0.8", linewidth=0.6, zorder=1)
+        ax.scatter(
+            np.array(xs) + jitter,
+            ys,
+            s=14,
+            zorder=2,
+            marker=markers.get(kinds[teacher], "o"),
+            color=[f"C{j}" for j in xs],
+        )
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(categories)))
+    ax.set_xticklabels(categories)
+    ax.set_ylabel("final training loss (MSE on the queries)")
+    ax.set_title(
+        f"{len(by_teacher)} teachers; students: median over the N students"
+        + (f"; recovery {first_setting[0]}" if first_setting else ""),
+        fontsize=9,
+    )
+    ax.legend(
+        handles=[
+            Line2D([], [], marker=mk, linestyle="", color="0.3", label=k)
+            for k, mk in markers.items()
+            if k in kinds.values()
+        ],
+        fontsize=8,
+    )
+    fig.tight_layout()
+    return fig

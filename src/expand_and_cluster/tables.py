@@ -1,0 +1,213 @@
+"""Tables from stored results: one row per recovery (from the metrics JSON files), a summary
+per activation and expansion, and the timings. Written as CSV and as Markdown.
+
+Rows are sorted and numbers formatted with fixed precision, so the same results give
+byte-identical tables. Timings are kept apart (they differ from run to run).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+RECOVERY_COLUMNS = (
+    "teacher",
+    "activation",
+    "sizes",
+    "expansion",
+    "N",
+    "gamma",
+    "beta_deg",
+    "teacher_widths",
+    "recovered_widths",
+    "missing",
+    "excess",
+    "angle_median_deg",
+    "angle_max_deg",
+    "rmse",
+    "student_loss_median",
+    "recovered_loss",
+    "status",
+)
+SUMMARY_COLUMNS = (
+    "kind",
+    "activation",
+    "expansion",
+    "gamma",
+    "beta_deg",
+    "problems",
+    "exact",
+    "inexact",
+    "failed",
+    "fraction_exact",
+    "student_loss_median",
+)
+TIMING_COLUMNS = (
+    "teacher",
+    "expansion",
+    "training_jobs",
+    "training_s",
+    "training_max_rss_mb",
+    "recovery",
+    "recovery_s",
+)
+
+
+def _natural_key(text: str) -> list:
+    """``tanh-10-...`` after ``tanh-9-...``: digits compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]
+
+
+def _widths(values: Sequence[int] | None) -> str:
+    return "" if values is None else ",".join(str(v) for v in values)
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    """Fixed significant digits in scientific-or-plain form; empty for missing values."""
+    if value is None:
+        return ""
+    return f"{value:.{digits}g}"
+
+
+def _sort_key(m: dict[str, Any]) -> tuple:
+    return (
+        m["kind"] != "synthetic",
+        _natural_key(m["teacher"]),
+        float(m["expansion"]),
+        m["gamma"],
+        m["beta_deg"],
+    )
+
+
+def recovery_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per recovery, from the metrics written by the study's evaluate step."""
+    rows = []
+    for m in sorted(metrics, key=_sort_key):
+        rows.append(
+            {
+                "teacher": m["teacher"],
+                "activation": m["activation"],
+                "sizes": _widths(m["sizes"]),
+                "expansion": f"{float(m['expansion']):g}",
+                "N": str(m["n_students"]),
+                "gamma": f"{m['gamma']:g}",
+                "beta_deg": f"{m['beta_deg']:g}",
+                "teacher_widths": _widths(m["teacher_widths"]),
+                "recovered_widths": _widths(m["widths"]),
+                "missing": _widths(m["missing"]),
+                "excess": _widths(m["excess"]),
+                "angle_median_deg": _number(m["angle_median_deg"], 2),
+                "angle_max_deg": _number(m["angle_max_deg"], 2),
+                "rmse": _number(m["rmse"]),
+                "student_loss_median": _number(m["student_loss_median"]),
+                "recovered_loss": _number(m["recovered_loss"]),
+                "status": m["status"],
+            }
+        )
+    return rows
+
+
+def summary_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """Per kind x activation x expansion x gamma x beta: how many problems were recovered
+    exactly, inexactly (wrong widths or unmatched neurons) or not at all."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for m in metrics:
+        key = (
+            m["kind"] != "synthetic",
+            m["kind"],
+            m["activation"],
+            float(m["expansion"]),
+            m["gamma"],
+            m["beta_deg"],
+        )
+        groups[key].append(m)
+    rows = []
+    for key in sorted(groups):
+        _, kind, act, expansion, gamma, beta = key
+        ms = groups[key]
+        counts = {s: sum(m["status"] == s for m in ms) for s in ("exact", "inexact", "failed")}
+        losses = [m["student_loss_median"] for m in ms if m["student_loss_median"] is not None]
+        rows.append(
+            {
+                "kind": kind,
+                "activation": act,
+                "expansion": f"{expansion:g}",
+                "gamma": f"{gamma:g}",
+                "beta_deg": f"{beta:g}",
+                "problems": str(len(ms)),
+                **{s: str(c) for s, c in counts.items()},
+                "fraction_exact": f"{counts['exact'] / len(ms):.2f}",
+                "student_loss_median": _number(statistics.median(losses) if losses else None),
+            }
+        )
+    return rows
+
+
+def timing_rows(
+    training: Iterable[dict[str, Any]], recovery: Iterable[dict[str, Any]]
+) -> list[dict[str, str]]:
+    """Training entries ``{teacher, expansion, seconds, max_rss_mb}`` (one per training job)
+    are summed per teacher x expansion; recovery entries ``{teacher, expansion, recovery,
+    seconds}`` give one row each."""
+    train: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for t in training:
+        train[(t["teacher"], t["expansion"])].append(t)
+    rows = []
+    for r in sorted(
+        recovery,
+        key=lambda r: (_natural_key(r["teacher"]), _natural_key(r["expansion"]), r["recovery"]),
+    ):
+        jobs = train.get((r["teacher"], r["expansion"]), [])
+        rss = [j["max_rss_mb"] for j in jobs if j.get("max_rss_mb") is not None]
+        rows.append(
+            {
+                "teacher": r["teacher"],
+                "expansion": r["expansion"],
+                "training_jobs": str(len(jobs)),
+                "training_s": f"{sum(j['seconds'] for j in jobs):.1f}",
+                "training_max_rss_mb": f"{max(rss):.0f}" if rss else "",
+                "recovery": r["recovery"],
+                "recovery_s": f"{r['seconds']:.1f}",
+            }
+        )
+    return rows
+
+
+def to_csv(rows: Sequence[dict[str, str]], columns: Sequence[str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def to_markdown(
+    rows: Sequence[dict[str, str]], columns: Sequence[str], title: str | None = None
+) -> str:
+    """A GitHub-flavoured Markdown table (pipes in cells are escaped)."""
+
+    def cell(value: str) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines = [f"# {title}", ""] if title else []
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(
+    rows: Sequence[dict[str, str]],
+    columns: Sequence[str],
+    csv_path: str | Path,
+    md_path: str | Path,
+    title: str | None = None,
+) -> None:
+    Path(csv_path).write_text(to_csv(rows, columns))
+    Path(md_path).write_text(to_markdown(rows, columns, title))

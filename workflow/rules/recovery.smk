@@ -1,0 +1,45 @@
+rule recover:
+    input:
+        students="results/{study}/{teacher}/students/{expansion}.zarr",
+        queries="results/{study}/{teacher}/queries.npz",
+    output:
+        store=directory("results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.zarr"),
+        summary="results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.json",
+    log:
+        "results/{study}/logs/recover/{teacher}/{expansion}/{recovery}.log",
+    benchmark:
+        "results/{study}/benchmarks/recover/{teacher}/{expansion}/{recovery}.tsv"
+    conda:
+        "../../envs/study.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        activation=activation,
+        settings=recovery_settings,
+        labels=recovery_labels,
+    script:
+        "../scripts/recover.py"
+
+
+rule evaluate:
+    input:
+        summary="results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.json",
+        store="results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.zarr",
+        teacher="results/{study}/{teacher}/teacher.zarr",
+        queries="results/{study}/{teacher}/queries.npz",
+        students="results/{study}/{teacher}/students/{expansion}.zarr",
+    output:
+        "results/{study}/{teacher}/recovery/{expansion}/{recovery}/metrics.json",
+    log:
+        "results/{study}/logs/evaluate/{teacher}/{expansion}/{recovery}.log",
+    conda:
+        "../../envs/study.yaml"
+    threads: 1
+    params:
+        heldout=heldout_spec,
+        labels=recovery_labels,
+        student_widths=student_widths,
+    script:
+        "../scripts/evaluate.py"

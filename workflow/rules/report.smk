@@ -1,0 +1,128 @@
+rule recovery_figures:
+    input:
+        summary="results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.json",
+        store="results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.zarr",
+        metrics="results/{study}/{teacher}/recovery/{expansion}/{recovery}/metrics.json",
+    output:
+        similarity=report(
+            "results/{study}/{teacher}/recovery/{expansion}/{recovery}/figures/similarity.png",
+            caption="../report/similarity.rst",
+            category="Recoveries",
+            subcategory="{teacher}",
+            labels={
+                "teacher": "{teacher}",
+                "expansion": "{expansion}",
+                "recovery": "{recovery}",
+                "figure": "similarity matrix",
+            },
+        ),
+        dendrogram=report(
+            "results/{study}/{teacher}/recovery/{expansion}/{recovery}/figures/dendrogram.png",
+            caption="../report/dendrogram.rst",
+            category="Recoveries",
+            subcategory="{teacher}",
+            labels={
+                "teacher": "{teacher}",
+                "expansion": "{expansion}",
+                "recovery": "{recovery}",
+                "figure": "dendrogram",
+            },
+        ),
+        cluster_angles=report(
+            "results/{study}/{teacher}/recovery/{expansion}/{recovery}/figures/cluster_angles.png",
+            caption="../report/cluster_angles.rst",
+            category="Recoveries",
+            subcategory="{teacher}",
+            labels={
+                "teacher": "{teacher}",
+                "expansion": "{expansion}",
+                "recovery": "{recovery}",
+                "figure": "cluster angles",
+            },
+        ),
+        alignment=report(
+            "results/{study}/{teacher}/recovery/{expansion}/{recovery}/figures/alignment.png",
+            caption="../report/alignment.rst",
+            category="Recoveries",
+            subcategory="{teacher}",
+            labels={
+                "teacher": "{teacher}",
+                "expansion": "{expansion}",
+                "recovery": "{recovery}",
+                "figure": "alignment with the teacher",
+            },
+        ),
+    log:
+        "results/{study}/logs/recovery_figures/{teacher}/{expansion}/{recovery}.log",
+    conda:
+        "../../envs/study.yaml"
+    threads: 1
+    params:
+        settings=figure_settings,
+    script:
+        "../scripts/recovery_figures.py"
+
+
+rule tables:
+    input:
+        metrics=all_metrics,
+        train_benchmarks=train_benchmarks,
+        recover_benchmarks=recover_benchmarks,
+    output:
+        recoveries_csv=report(
+            "results/{study}/tables/recoveries.csv",
+            caption="../report/recoveries_table.rst",
+            category="Tables",
+            labels={"table": "recoveries"},
+        ),
+        recoveries_md="results/{study}/tables/recoveries.md",
+        summary_csv=report(
+            "results/{study}/tables/summary.csv",
+            caption="../report/summary_table.rst",
+            category="Tables",
+            labels={"table": "summary"},
+        ),
+        summary_md="results/{study}/tables/summary.md",
+        timings_csv=report(
+            "results/{study}/tables/timings.csv",
+            caption="../report/timings_table.rst",
+            category="Tables",
+            labels={"table": "timings"},
+        ),
+        timings_md="results/{study}/tables/timings.md",
+    log:
+        "results/{study}/logs/tables.log",
+    conda:
+        "../../envs/study.yaml"
+    threads: 1
+    params:
+        seeds=SEEDS,
+    script:
+        "../scripts/tables.py"
+
+
+rule study_figures:
+    input:
+        metrics=all_metrics,
+    output:
+        identifiability=report(
+            "results/{study}/figures/identifiability.png",
+            caption="../report/identifiability.rst",
+            category="Study",
+            labels={"figure": "identifiability"},
+        ),
+        expansion_control=report(
+            "results/{study}/figures/expansion_control.png",
+            caption="../report/expansion_control.rst",
+            category="Study",
+            labels={"figure": "expansion control"},
+        ),
+    log:
+        "results/{study}/logs/study_figures.log",
+    conda:
+        "../../envs/study.yaml"
+    threads: 1
+    params:
+        settings=figure_settings,
+    script:
+        "../scripts/study_figures.py"

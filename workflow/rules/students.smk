@@ -1,0 +1,41 @@
+rule train_students:
+    input:
+        queries="results/{study}/{teacher}/queries.npz",
+    output:
+        directory("results/{study}/{teacher}/students/{expansion}/seed{seed}.zarr"),
+    log:
+        "results/{study}/logs/train_students/{teacher}/{expansion}/seed{seed}.log",
+    benchmark:
+        "results/{study}/benchmarks/train_students/{teacher}/{expansion}/seed{seed}.tsv"
+    conda:
+        "../../envs/study.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
+    params:
+        activation=activation,
+        widths=student_widths,
+        n_students=config["students"]["per_job"],
+        settings=config["students"]["train"],
+        attrs=student_attrs,
+    script:
+        "../scripts/train_students.py"
+
+
+rule gather_students:
+    input:
+        seed_stores,
+    output:
+        directory("results/{study}/{teacher}/students/{expansion}.zarr"),
+    log:
+        "results/{study}/logs/gather_students/{teacher}/{expansion}.log",
+    conda:
+        "../../envs/study.yaml"
+    threads: 1
+    params:
+        seeds=SEEDS,
+        attrs=gather_attrs,
+    script:
+        "../scripts/gather_students.py"
