@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
+# Data sets up to this size are shuffled with one copy per epoch (batches are then slices).
+_SHUFFLE_COPY_BYTES = 1 << 30
+
 
 @dataclass
 class TrainSettings:
@@ -106,20 +109,33 @@ class StudentEnsemble:
         return [*self.weights, *self.biases, *([] if self.skip is None else [self.skip])]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(samples, in)`` -> ``(N, samples, out)``."""
+        """``(samples, in)`` -> ``(N, samples, out)`` (a transposed view of
+        :meth:`_forward_t`)."""
+        return self._forward_t(x).transpose(1, 2)
+
+    def _forward_t(self, x: torch.Tensor) -> torch.Tensor:
+        """``(samples, in)`` -> ``(N, out, samples)``, feature-major.
+
+        The first layer of all students is one matrix product ``(N*out, in) @ (in, samples)``
+        (x is shared, so no per-student copy of it is made), and every later tensor is
+        contiguous ``(N, features, samples)``, so the backward pass needs no copies either:
+        the first layer's weight gradient is again one product ``(N*out, samples) @ (samples, in)``.
+        """
         f = get_activation(self.activation).torch
         n = self.n_students
-        # (N, samples, out) stays contiguous, which keeps the activation functions fast.
-        h = torch.baddbmm(self.biases[0][:, None, :], x.expand(n, *x.shape), self.weights[0].transpose(1, 2))
+        w0, b0 = self.weights[0], self.biases[0]
+        xt = x.t()
+        h = torch.addmm(b0.reshape(-1, 1), w0.reshape(-1, w0.shape[2]), xt).view(n, w0.shape[1], -1)
         for w, b in zip(self.weights[1:], self.biases[1:], strict=True):
-            h = torch.baddbmm(b[:, None, :], f(h), w.transpose(1, 2))
+            h = torch.baddbmm(b[:, :, None], w, f(h))
         if self.skip is not None:
-            h = torch.baddbmm(h, x.expand(n, *x.shape), self.skip.transpose(1, 2))
+            s = self.skip
+            h = torch.addmm(h.reshape(-1, h.shape[2]), s.reshape(-1, s.shape[2]), xt).view(h.shape)
         return h
 
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-student MSE over samples and outputs, shape ``(N,)``."""
-        return (self.forward(x) - y).pow(2).mean(dim=(1, 2))
+        return (self._forward_t(x) - y.t()).pow(2).mean(dim=(1, 2))
 
     def to(self, device: torch.device, dtype: torch.dtype) -> StudentEnsemble:
         def move(t: torch.Tensor) -> torch.Tensor:
@@ -218,29 +234,61 @@ class _Schedule:
 
 
 class _BatchedAdam:
-    """Adam whose learning rate is a per-student tensor: ``lr[k]`` scales student ``k``."""
+    """Adam whose learning rate is a per-student tensor: ``lr[k]`` scales student ``k``.
+
+    All parameters (each ``(N, ...)``) are views into one flat buffer (see
+    :func:`_flat_parameters`), and so are the moments, so a step is a fixed handful of
+    in-place operations over one buffer however many layers there are, with no
+    temporaries. The arithmetic is exactly the per-tensor one:
+    ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
+    ``p -= (m * (lr_k / c1)) / (sqrt(v / c2) + eps)``.
+    """
 
     def __init__(self, params: list[torch.Tensor], betas=(0.9, 0.999), eps: float = 1e-8):
         self.params = params
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
+        self.flat = _flat_base(params)
+        if self.flat is None:  # not views of one buffer: copy the values into one
+            self.flat, views = _flat_parameters(params)
+            with torch.no_grad():
+                for p, q in zip(params, views, strict=True):
+                    p.set_(q)
+        self.m_flat = torch.zeros_like(self.flat)
+        self.v_flat = torch.zeros_like(self.flat)
+        self.m = _views_like(self.m_flat, params)
+        self.v = _views_like(self.v_flat, params)
+        n = params[0].shape[0]
+        device = self.flat.device
+        # The student of every element of the flat buffer, to expand lr[k] to elements.
+        self._student = torch.cat(
+            [torch.arange(n, device=device).repeat_interleave(p.numel() // n) for p in params]
+        )
+        self._num = torch.empty_like(self.flat)
+        self._denom = torch.empty_like(self.flat)
+        self.grad_flat = torch.empty_like(self.flat)
         self.betas, self.eps, self.steps = betas, eps, 0
 
     @torch.no_grad()
-    def step(self, lr: torch.Tensor) -> None:
+    def step(self, lr: torch.Tensor, grads: list[torch.Tensor] | None = None) -> None:
+        """One step with ``grads`` (default: each parameter's ``.grad``); NaN and inf
+        gradients count as 0."""
+        grads = [p.grad for p in self.params] if grads is None else grads
+        g = self.grad_flat
+        torch.cat([t.reshape(-1) for t in grads], out=g)
+        g.nan_to_num_(0.0, 0.0, 0.0)
         self.steps += 1
         b1, b2 = self.betas
         c1, c2 = 1 - b1**self.steps, 1 - b2**self.steps
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            g = p.grad
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            scale = (lr / c1).to(p.dtype).view(-1, *([1] * (p.ndim - 1)))
-            p.addcdiv_(m * scale, (v / c2).sqrt_().add_(self.eps), value=-1.0)
+        m, v, num, denom = self.m_flat, self.v_flat, self._num, self._denom
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        torch.div(v, c2, out=denom).sqrt_().add_(self.eps)
+        torch.index_select((lr / c1).to(self.flat.dtype), 0, self._student, out=num)
+        num.mul_(m)
+        self.flat.addcdiv_(num, denom, value=-1.0)
 
     def state(self) -> dict[str, torch.Tensor]:
-        out = {f"adam_m_{i}": m for i, m in enumerate(self.m)}
-        out.update({f"adam_v_{i}": v for i, v in enumerate(self.v)})
+        out = {f"adam_m_{i}": m.clone() for i, m in enumerate(self.m)}
+        out.update({f"adam_v_{i}": v.clone() for i, v in enumerate(self.v)})
         out["adam_steps"] = torch.tensor(self.steps)
         return out
 
@@ -249,6 +297,55 @@ class _BatchedAdam:
             self.m[i].copy_(state[f"adam_m_{i}"])
             self.v[i].copy_(state[f"adam_v_{i}"])
         self.steps = int(state["adam_steps"])
+
+
+def _views_like(flat: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Consecutive views of ``flat`` with the shapes of ``params``."""
+    views, offset = [], 0
+    for p in params:
+        views.append(flat[offset : offset + p.numel()].view(p.shape))
+        offset += p.numel()
+    return views
+
+
+def _flat_parameters(params: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One new contiguous buffer holding ``params`` one after the other, and views into it
+    shaped like them."""
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    return flat, _views_like(flat, params)
+
+
+def _flat_base(params: list[torch.Tensor]) -> torch.Tensor | None:
+    """The buffer ``params`` are consecutive contiguous views of, if they are."""
+    base = params[0]._base
+    if base is None or base.ndim != 1 or not base.is_contiguous():
+        return None
+    offset = 0
+    for p in params:
+        at = base.storage_offset() + offset
+        if p._base is not base or not p.is_contiguous() or p.storage_offset() != at:
+            return None
+        offset += p.numel()
+    return base if offset == base.numel() else None
+
+
+def _train_step(
+    students: StudentEnsemble,
+    trainable: list[torch.Tensor],
+    adam: _BatchedAdam,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    active: torch.Tensor,
+    lr: torch.Tensor,
+) -> torch.Tensor:
+    """One optimiser step of all students on the batch ``(xb, yb)``: forward, backward,
+    Adam. ``active`` masks students out of the loss, ``lr`` is per student (0 for
+    inactive ones). Returns the per-student losses on the batch (detached)."""
+    per_student = students.losses(xb, yb)
+    total = torch.where(active, per_student, 0.0).sum()
+    grads = torch.autograd.grad(total, trainable)
+    adam.step(lr, grads)
+    return per_student.detach()
 
 
 def train_students(
@@ -283,9 +380,19 @@ def train_students(
         raise InputError("training inputs or outputs contain NaN or inf: check the teacher's outputs")
     students = students.to(device, dtype)
     n = students.n_students
-    trainable = [*students.weights[frozen_layers:], *students.biases[frozen_layers:]]
-    if students.skip is not None:
-        trainable.append(students.skip)
+    # The trained parameters become consecutive views of one buffer, so that the
+    # optimiser steps them all at once.
+    skip = [] if students.skip is None else [students.skip]
+    _, trainable = _flat_parameters(
+        [*students.weights[frozen_layers:], *students.biases[frozen_layers:], *skip]
+    )
+    n_trained = len(students.weights) - frozen_layers
+    students = StudentEnsemble(
+        [*students.weights[:frozen_layers], *trainable[:n_trained]],
+        [*students.biases[:frozen_layers], *trainable[n_trained : 2 * n_trained]],
+        students.activation,
+        None if students.skip is None else trainable[-1],
+    )
     for p in trainable:
         p.requires_grad_(True)
     adam = _BatchedAdam(trainable)
@@ -303,32 +410,33 @@ def train_students(
     batch = n_samples if settings.batch_size is None else min(settings.batch_size, n_samples)
     t0 = time.perf_counter()
     epoch, stop_reason = start_epoch, "max_epochs"
+    # Shuffle the whole data set once per epoch when it is small enough to copy, so that
+    # every batch is a contiguous slice; otherwise gather each batch.
+    shuffle_all = (x.numel() + y.numel()) * x.element_size() <= _SHUFFLE_COPY_BYTES
     while epoch < settings.max_epochs:
-        if not schedule.active.any():
+        active = schedule.active
+        if not active.any():
             stop_reason = "all students reached min_lr or failed"
             break
+        lr = torch.where(active, schedule.lr, 0.0)
         order = (
             None
             if batch == n_samples
             else torch.randperm(n_samples, generator=torch_generator(seed, "data-order", epoch)).to(device)
         )
+        if order is not None and shuffle_all:
+            xe, ye = x.index_select(0, order), y.index_select(0, order)
         epoch_loss = torch.zeros(n, dtype=torch.float64, device=device)
         for start in range(0, n_samples, batch):
             if order is None:
                 xb, yb = x, y
+            elif shuffle_all:
+                xb, yb = xe[start : start + batch], ye[start : start + batch]
             else:
                 idx = order[start : start + batch]
-                xb, yb = x[idx], y[idx]
-            per_student = students.losses(xb, yb)
-            total = torch.where(schedule.active, per_student, 0.0).sum()
-            for p in trainable:
-                p.grad = None
-            total.backward()
-            with torch.no_grad():
-                for p in trainable:
-                    p.grad.nan_to_num_(0.0, 0.0, 0.0)
-            adam.step(torch.where(schedule.active, schedule.lr, 0.0))
-            epoch_loss += per_student.detach().to(torch.float64) * (len(xb) / n_samples)
+                xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+            per_student = _train_step(students, trainable, adam, xb, yb, active, lr)
+            epoch_loss += per_student.to(torch.float64) * (len(xb) / n_samples)
         newly_failed = ~torch.isfinite(epoch_loss) & ~schedule.failed
         schedule.step(epoch_loss, settings)
         for k in torch.nonzero(newly_failed).flatten().tolist():
@@ -352,6 +460,13 @@ def train_students(
     for p in trainable:
         p.requires_grad_(False)
         p.grad = None
+    # Hand back tensors of their own, not views into the optimiser's buffer.
+    students = StudentEnsemble(
+        [w.detach().clone() for w in students.weights],
+        [b.detach().clone() for b in students.biases],
+        students.activation,
+        None if students.skip is None else students.skip.detach().clone(),
+    )
     with torch.no_grad():
         final = _losses_in_chunks(students, x, y).cpu().numpy()
     final[schedule.failed.cpu().numpy()] = np.nan
@@ -387,7 +502,7 @@ def _as_tensor(a: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.
 def _save_checkpoint(path, epoch, seconds, students, adam, schedule, history, history_epochs) -> None:
     """Write to a temporary file and rename it, so a kill mid-write never leaves a
     half-written checkpoint behind."""
-    state = {f"param_{i}": p.detach() for i, p in enumerate(students.parameters())}
+    state = {f"param_{i}": p.detach().clone() for i, p in enumerate(students.parameters())}
     state.update(adam.state())
     state.update({f"schedule_{k}": v for k, v in asdict(schedule).items()})
     state["epoch"] = torch.tensor(epoch)
