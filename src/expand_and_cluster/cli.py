@@ -100,7 +100,7 @@ def _recover(args: argparse.Namespace) -> None:
         n_students=args.students,
         student_loss=[float(v) for v in students.final_loss],
         finetune_loss=recovery.finetune.loss_after,
-        pruned=recovery.pruned,
+        pruned=[rec.pruned for rec in recovery.layers],
     )
     args.out.mkdir(parents=True, exist_ok=True)
     write_network(args.out / "network.zarr", recovery.network, {"kind": "recovered"})

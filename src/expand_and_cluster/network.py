@@ -27,10 +27,10 @@ class MLP:
 
     def __post_init__(self) -> None:
         get_activation(self.activation)
-        self.weights = [np.asarray(w, dtype=np.float64) for w in self.weights]
-        self.biases = [np.asarray(b, dtype=np.float64) for b in self.biases]
+        self.weights = [np.ascontiguousarray(w, dtype=np.float64) for w in self.weights]
+        self.biases = [np.ascontiguousarray(b, dtype=np.float64) for b in self.biases]
         if self.skip_weight is not None:
-            self.skip_weight = np.asarray(self.skip_weight, dtype=np.float64)
+            self.skip_weight = np.ascontiguousarray(self.skip_weight, dtype=np.float64)
         self.validate()
 
     def validate(self) -> None:

@@ -63,7 +63,7 @@ class RecoverySettings:
     retrain: TrainSettings = field(default_factory=_default_retrain)  # deep layers
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     # A neuron of the last hidden layer is pruned when the others explain all but this
-    # fraction of the output variance without it (see prune_last_layer).
+    # fraction of what it feeds without it (see prune_network).
     min_explained_variance: float = 1e-4
 
     def validate(self) -> None:
@@ -76,7 +76,7 @@ class RecoverySettings:
             raise InputError(f"beta_deg must be in (0, 180]; got {self.beta_deg}")
 
 
-@dataclass
+@dataclass(eq=False)
 class LayerRecovery:
     """What happened at one hidden layer."""
 
@@ -96,7 +96,6 @@ class Recovery:
     layers: list[LayerRecovery]
     output_fit_mse: float  # MSE right after the least-squares output fit, before fine-tuning
     finetune: FinetuneResult
-    pruned: list[int]  # last-hidden-layer neurons removed by pruning (indices before pruning)
     seconds: float
 
     @property
@@ -129,7 +128,6 @@ class Recovery:
             })
         return {
             "layers": layers,
-            "pruned_last_layer": self.pruned,
             "output_fit_mse": self.output_fit_mse,
             "finetune": {"loss_before": self.finetune.loss_before, "loss_after": self.finetune.loss_after, "iterations": self.finetune.iterations},
             "widths": self.widths,
@@ -193,18 +191,10 @@ def reconstruct(
         )
         log.info("layer %d: %d neurons recovered (%s)", layer + 1, rec.width, rec.clusters.summary())
         w_new, b_new, out_new, shift = _collapse(rec, weights[layer + 1], healthy, act.symmetry)
-        next_b = biases[layer + 1] + shift
-        if layer < n_hidden - 1:
-            h_below = _last_hidden([w[0] for w in weights[:layer]], [b[0] for b in biases[:layer]], activation, x[:_PRUNE_SAMPLES])
-            keep, out_new, next_b = prune_hidden_layer(h_below, w_new, b_new, out_new, next_b, activation, settings.min_explained_variance)
-            rec.pruned = np.setdiff1d(np.arange(len(w_new)), keep).tolist()
-            w_new, b_new = w_new[keep], b_new[keep]
-            if rec.pruned:
-                log.info("layer %d: pruned %d neuron(s) that the next layer does not need: %s", layer + 1, len(rec.pruned), rec.pruned)
         weights[layer] = np.repeat(w_new[None], len(healthy), axis=0)
         biases[layer] = np.repeat(b_new[None], len(healthy), axis=0)
         weights[layer + 1] = out_new
-        biases[layer + 1] = next_b
+        biases[layer + 1] = biases[layer + 1] + shift
         if layer < n_hidden - 1:
             rewired = StudentEnsemble(
                 [torch.tensor(w) for w in weights], [torch.tensor(b) for b in biases], activation
@@ -221,18 +211,19 @@ def reconstruct(
     network, fit_mse = fit_output_layer(hidden_w, hidden_b, activation, x, y)
     log.info("output layer fitted by least squares: MSE %.3e", fit_mse)
     # Prune, polish, and prune again: duplicates that were a little apart before
-    # fine-tuning coincide after it.
-    network, pruned = prune_last_layer(network, x, y, settings.min_explained_variance)
+    # polishing coincide after it.
+    network, pruned = prune_network(network, x, y, settings.min_explained_variance)
     network, finetune = finetune_network(network, x, y, settings.finetune)
-    network, pruned_after = prune_last_layer(network, x, y, settings.min_explained_variance)
-    if pruned_after:
+    network, pruned_again = prune_network(network, x, y, settings.min_explained_variance)
+    if any(pruned_again):
         network, finetune = finetune_network(network, x, y, settings.finetune)
-    pruned = _original_indices(pruned, pruned_after)
-    if pruned:
-        log.info("pruned %d last-hidden-layer neuron(s) that explained almost nothing: %s", len(pruned), pruned)
+    for number, (rec, first, second) in enumerate(zip(layers, pruned, pruned_again, strict=True), 1):
+        rec.pruned = _original_indices(first, second)
+        if rec.pruned:
+            log.info("layer %d: pruned %d neuron(s) that explained almost nothing: %s", number, len(rec.pruned), rec.pruned)
     seconds = time.perf_counter() - t0
     log.info("recovered hidden widths %s in %.1f s", network.hidden_widths, seconds)
-    return Recovery(network, layers, fit_mse, finetune, pruned, seconds)
+    return Recovery(network, layers, fit_mse, finetune, seconds)
 
 
 def recover(
@@ -370,43 +361,41 @@ def _design(h: np.ndarray, x: np.ndarray, symmetry: Symmetry) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def prune_last_layer(network: MLP, x: np.ndarray, y: np.ndarray, min_explained_variance: float) -> tuple[MLP, list[int]]:
-    """Remove last-hidden-layer neurons that explain (almost) nothing of the output that
-    the other neurons do not (see :func:`greedy_prune`), and refit the output layer."""
+def prune_network(network: MLP, x: np.ndarray, y: np.ndarray, min_explained_variance: float) -> tuple[MLP, list[list[int]]]:
+    """Remove hidden neurons that explain (almost) nothing of what they feed, top-down.
+
+    The last hidden layer is judged by the output, every lower layer by the
+    pre-activations of the (already pruned) layer above; what a layer feeds is then
+    refitted by least squares on the kept neurons (:func:`greedy_prune`). Returns the
+    pruned network and, per hidden layer, the removed neuron indices."""
     sym = get_activation(network.activation).symmetry
-    hidden_w, hidden_b = network.weights[:-1], network.biases[:-1]
-    h = _last_hidden(hidden_w, hidden_b, network.activation, x)
-    pruned = greedy_prune(_design(h, x, sym), y, h.shape[1], min_explained_variance)
-    if not pruned:
-        return network, []
-    keep = np.setdiff1d(np.arange(h.shape[1]), pruned)
-    last_w, last_b = hidden_w[-1][keep], hidden_b[-1][keep]
-    refit, _ = fit_output_layer([*hidden_w[:-1], last_w], [*hidden_b[:-1], last_b], network.activation, x, y)
-    return refit, pruned
-
-
-def prune_hidden_layer(
-    h_below: np.ndarray, weight: np.ndarray, bias: np.ndarray, next_weight: np.ndarray, next_bias: np.ndarray,
-    activation: str, min_explained_variance: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Prune a reconstructed hidden layer ``(weight (K, in), bias (K,))`` by what it feeds:
-    every student's next-layer pre-activations (``next_weight (N, next, K)``) are linear in
-    this layer, so a neuron that none of them needs is removed (:func:`greedy_prune`).
-    Each student's next layer is then refitted by least squares on the kept neurons.
-    Returns the kept neuron indices and the refitted ``(N, next, K')`` weights and
-    ``(N, next)`` biases."""
-    sym = get_activation(activation).symmetry
-    h = get_activation(activation).numpy(h_below @ weight.T + bias)
-    n, n_next, k = next_weight.shape
-    targets = np.einsum("sk,njk->snj", h, next_weight).reshape(len(h), n * n_next) + next_bias.reshape(1, -1)
-    design = _design(h, h_below, sym)
-    pruned = greedy_prune(design, targets, k, min_explained_variance)
-    keep = np.setdiff1d(np.arange(k), pruned)
-    columns = np.concatenate([keep, np.arange(k, design.shape[1])])
-    coef, *_ = np.linalg.lstsq(design[:, columns], targets, rcond=None)
-    refit_w = coef[: len(keep)].T.reshape(n, n_next, len(keep))
-    refit_b = coef[len(keep)].reshape(n, n_next)
-    return keep, refit_w, refit_b
+    f = get_activation(network.activation).numpy
+    weights, biases = list(network.weights), list(network.biases)
+    skip = network.skip_weight
+    n_hidden = len(weights) - 1
+    pruned: list[list[int]] = [[] for _ in range(n_hidden)]
+    for layer in reversed(range(n_hidden)):
+        inputs = network.hidden_activations(x)[layer - 1] if layer else x
+        if layer < n_hidden - 1:
+            inputs = inputs[:_PRUNE_SAMPLES]
+        h = f(inputs @ weights[layer].T + biases[layer])
+        if layer == n_hidden - 1:
+            targets, below = y, x  # the output; the skip term is linear in the input
+        else:
+            targets, below = h @ weights[layer + 1].T + biases[layer + 1], inputs
+        design = _design(h, below, sym)
+        pruned[layer] = greedy_prune(design, targets, h.shape[1], min_explained_variance)
+        if not pruned[layer]:
+            continue
+        keep = np.setdiff1d(np.arange(h.shape[1]), pruned[layer])
+        columns = np.concatenate([keep, np.arange(h.shape[1], design.shape[1])])
+        coef, *_ = np.linalg.lstsq(design[:, columns], targets, rcond=None)
+        weights[layer], biases[layer] = weights[layer][keep], biases[layer][keep]
+        weights[layer + 1], biases[layer + 1] = coef[: len(keep)].T, coef[len(keep)]
+        if layer == n_hidden - 1 and sym.needs_linear_term:
+            skip = coef[len(keep) + 1 :].T
+        network = MLP(weights, biases, network.activation, skip)
+    return network, pruned
 
 
 def greedy_prune(design: np.ndarray, targets: np.ndarray, n_candidates: int, min_explained_variance: float) -> list[int]:
