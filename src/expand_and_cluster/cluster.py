@@ -3,7 +3,8 @@ neurons.
 
 1. Distances between all canonical vectors, through BLAS (sign ignored where the
    activation has the sign symmetry).
-2. Average-linkage hierarchical clustering (scipy).
+2. Average-linkage hierarchical clustering: scipy's nearest-neighbour-chain algorithm,
+   bit for bit, on a square distance matrix (see ``_average_linkage``).
 3. The cut: after each merge, count the clusters that hold at least ``ceil(gamma * N)``
    distinct students; cut at the last merge of the first run where that count is largest.
    One pass over the merges, tracking each cluster's students as a bit set.
@@ -17,7 +18,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.cluster.hierarchy import linkage
 
 from expand_and_cluster.activations import Symmetry
 from expand_and_cluster.errors import InputError
@@ -44,27 +44,167 @@ def min_students(gamma: float, n_students: int) -> int:
     return needed
 
 
+def _distance_blocks(x: np.ndarray, sign_invariant: bool, block: int):
+    """Yield ``(start, stop, d)`` for row blocks: ``d[i - start, j - start]`` is the distance
+    between rows ``i`` (``start <= i < stop``) and ``j`` (``j >= start``), meaningful for
+    ``j > i``. ``d`` is a reused buffer, valid until the next block."""
+    n = len(x)
+    sq = np.einsum("ij,ij->i", x, x)
+    buf = np.empty(min(block, n) * n)
+    for start in range(0, n - 1, block):
+        stop = min(start + block, n)
+        gram = x[start:stop] @ x[start:].T
+        if sign_invariant:
+            np.abs(gram, out=gram)
+        # (|u|^2 + |v|^2) - 2 u.v: the same operations as the plain expression, in place.
+        d = np.add(sq[start:stop, None], sq[None, start:], out=buf[: gram.size].reshape(gram.shape))
+        np.multiply(gram, 2.0, out=gram)
+        np.subtract(d, gram, out=d)
+        del gram
+        np.maximum(d, 0.0, out=d)
+        np.sqrt(d, out=d)
+        yield start, stop, d
+
+
 def condensed_distances(features: np.ndarray, sign_invariant: bool, block: int = 2048) -> np.ndarray:
     """Pairwise Euclidean distances in scipy's condensed order, computed blockwise as
     ``|u|^2 + |v|^2 - 2 u.v`` with BLAS. With ``sign_invariant``, ``u.v`` is replaced by
     ``|u.v|``, which gives ``min(|u - v|, |u + v|)``."""
     x = np.ascontiguousarray(features, dtype=np.float64)
     n = len(x)
-    sq = np.einsum("ij,ij->i", x, x)
     out = np.empty(n * (n - 1) // 2)
-    for start in range(0, n - 1, block):
-        stop = min(start + block, n)
-        gram = x[start:stop] @ x[start:].T
-        if sign_invariant:
-            np.abs(gram, out=gram)
-        d2 = sq[start:stop, None] + sq[None, start:] - 2.0 * gram
-        np.maximum(d2, 0.0, out=d2)
-        np.sqrt(d2, out=d2)
-        for row in range(start, stop):
-            offset = row * (2 * n - row - 1) // 2
-            local = row - start
-            out[offset : offset + n - row - 1] = d2[local, local + 1 :]
+    for start, stop, d in _distance_blocks(x, sign_invariant, block):
+        offset = start * (2 * n - start - 1) // 2  # the block's rows follow one another
+        for local in range(stop - start):
+            length = n - start - local - 1
+            out[offset : offset + length] = d[local, local + 1 :]
+            offset += length
     return out
+
+
+def _square_distances(features: np.ndarray, sign_invariant: bool, block: int = 2048) -> np.ndarray:
+    """The values of :func:`condensed_distances` as a symmetric ``(n, n)`` matrix with
+    ``+inf`` on the diagonal (the input of :func:`_average_linkage`)."""
+    x = np.ascontiguousarray(features, dtype=np.float64)
+    n = len(x)
+    out = np.empty((n, n))
+    for start, stop, d in _distance_blocks(x, sign_invariant, block):
+        out[start:stop, start:] = d
+    # Copy the upper triangle (the condensed values) onto the lower one, in tiles small
+    # enough for the transposed reads to stay in cache.
+    tile = 256
+    for i in range(0, n, tile):
+        ie = min(i + tile, n)
+        diagonal = out[i:ie, i:ie]
+        np.copyto(diagonal, diagonal.T.copy(), where=np.tri(ie - i, k=-1, dtype=bool))
+        for j in range(ie, n, tile):
+            je = min(j + tile, n)
+            out[j:je, i:ie] = out[i:ie, j:je].T
+    np.fill_diagonal(out, np.inf)
+    return out
+
+
+def _average_linkage(dist: np.ndarray) -> np.ndarray:
+    """scipy's average linkage (``linkage(condensed, "average")``), bit for bit, from a
+    square distance matrix with +inf on the diagonal, which it overwrites.
+
+    The same nearest-neighbour-chain algorithm as scipy's ``nn_chain`` (the same ties, the
+    same update ``(n_x d_xi + n_y d_yi) / (n_x + n_y)``), but with rows of a square matrix
+    so that every scan and update is a vectorised operation over contiguous memory:
+    - a dropped cluster's column is not cleared; a scan that lands on it clears that one
+      entry and scans again;
+    - the matrix is compacted (dropped rows and columns removed, order kept) whenever half
+      of its clusters are gone.
+    """
+    n = len(dist)
+    merges = np.empty((n - 1, 4))
+    if n < 2:
+        return merges
+    size = [1] * n  # by original index; 0 once dropped
+    slot = list(range(n))  # compact position -> original index, increasing
+    pos = list(range(n))  # original index -> compact position (for live clusters)
+    m = n  # compact size
+    live = n
+    first = 0  # lowest live original index
+    tmp = np.empty(n)
+    chain: list[int] = []
+    inf, multiply, add, divide = np.inf, np.multiply, np.add, np.divide
+    for k in range(n - 1):
+        if not chain:
+            while size[first] == 0:
+                first += 1
+            chain.append(first)
+        while True:
+            x = chain[-1]
+            row = dist[pos[x], :m]
+            while True:
+                j = row.argmin()
+                if size[slot[j]]:
+                    break
+                row[j] = inf  # a dropped cluster: clear the stale entry, scan again
+            best = row[j]
+            if len(chain) > 1:
+                prev = chain[-2]
+                d_prev = row[pos[prev]]
+                if not best < d_prev:  # scipy keeps the previous chain element on ties
+                    y, best = prev, d_prev
+                    break
+            y = slot[j]
+            chain.append(y)
+        del chain[-2:]
+        if x > y:
+            x, y = y, x
+        nx, ny = size[x], size[y]
+        merges[k] = (x, y, best, nx + ny)
+        size[x] = 0
+        size[y] = nx + ny
+        live -= 1
+        cx, cy = pos[x], pos[y]
+        rx, ry = dist[cx, :m], dist[cy, :m]
+        t = tmp[:m]
+        multiply(rx, nx, out=t)
+        multiply(ry, ny, out=ry)
+        add(t, ry, out=ry)
+        divide(ry, nx + ny, out=ry)  # inf on the diagonal and at x: both rows hold inf there
+        dist[:m, cy] = ry
+        if live <= m // 2 and m > 256:
+            keep = np.array([c for c in range(m) if size[slot[c]]])
+            # Row chunks in increasing order: rows written never lie after rows still read.
+            for lo in range(0, len(keep), 256):
+                rows = keep[lo : lo + 256]
+                dist[lo : lo + len(rows), : len(keep)] = dist[np.ix_(rows, keep)]
+            slot = [slot[c] for c in keep.tolist()]
+            m = len(keep)
+            for c, s in enumerate(slot):
+                pos[s] = c
+    order = np.argsort(merges[:, 2], kind="mergesort")
+    merges = merges[order]
+    _relabel(merges, n)
+    return merges
+
+
+def _relabel(merges: np.ndarray, n: int) -> None:
+    """scipy's ``label``: cluster ids in merge order, sizes, smaller id first."""
+    parent = list(range(2 * n - 1))
+    sizes = [1] * (2 * n - 1)
+    pairs = merges[:, :2].astype(np.int64).tolist()
+    for i, (a, b) in enumerate(pairs):
+        ra = a
+        while parent[ra] != ra:
+            ra = parent[ra]
+        while parent[a] != ra:
+            parent[a], a = ra, parent[a]
+        rb = b
+        while parent[rb] != rb:
+            rb = parent[rb]
+        while parent[b] != rb:
+            parent[b], b = rb, parent[b]
+        if ra > rb:
+            ra, rb = rb, ra
+        new = n + i
+        parent[ra] = parent[rb] = new
+        sizes[new] = sizes[ra] + sizes[rb]
+        merges[i, 0], merges[i, 1], merges[i, 3] = ra, rb, sizes[new]
 
 
 @dataclass
@@ -188,7 +328,8 @@ def cluster_layer(
     if not 0 < beta_deg <= 180:
         raise InputError(f"beta must be in (0, 180] degrees; got {beta_deg}")
     needed = min_students(gamma, n_students)
-    merges = linkage(condensed_distances(features, symmetry.has_sign_flip), method="average")
+    # scipy's linkage(condensed_distances(...), "average"), bit for bit, in less time.
+    merges = _average_linkage(_square_distances(features, symmetry.has_sign_flip))
     counts = cluster_count_curve(merges, student_of, needed)
     cut = choose_cut(counts, merges[:, 2], cut_rule)
     raw = labels_at_cut(merges, len(features), cut)
@@ -197,10 +338,15 @@ def cluster_layer(
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     labels = rank[labels]
-    members = [np.flatnonzero(labels == c) for c in range(len(roots))]
-    n_members = np.array([len(m) for m in members])
-    n_distinct = np.array([len(np.unique(student_of[m])) for m in members])
-    angles = np.array([median_pairwise_angle_deg(features[m], symmetry) for m in members])
+    n_members = sizes[order]
+    # Members of each cluster in increasing index order: one stable sort, then split.
+    members = np.split(np.argsort(labels, kind="stable"), np.cumsum(n_members)[:-1])
+    # Distinct students per cluster: count the distinct (cluster, student) pairs.
+    pairs = np.unique(labels * (int(student_of.max()) + 1) + student_of)
+    n_distinct = np.bincount(pairs // (int(student_of.max()) + 1), minlength=len(roots))
+    angles = np.full(len(roots), np.nan)
+    for c in np.flatnonzero(n_members > 1):
+        angles[c] = median_pairwise_angle_deg(features[members[c]], symmetry)
     status = np.where(n_distinct < needed, TOO_FEW_STUDENTS, np.where(angles > beta_deg, UNALIGNED, KEPT))
     return LayerClusters(
         labels=labels,
