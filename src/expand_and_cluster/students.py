@@ -29,6 +29,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 # Data sets up to this size are shuffled with one copy per epoch (batches are then slices).
 _SHUFFLE_COPY_BYTES = 1 << 30
+# Training steps below this many FLOPs (forward and backward) run on one CPU thread.
+_SMALL_STEP_FLOPS = 5e7
 
 
 @dataclass
@@ -87,6 +89,26 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+class _SingleOutput(torch.autograd.Function):
+    """``b + w @ h`` for a layer of one neuron (``w``: ``(N, 1, in)``), as ``baddbmm``, with
+    the gradient of ``h`` taken as a broadcast product: it is an outer product (a batched
+    matrix product with inner size 1, which is slow), and each element is the same single
+    product either way."""
+
+    @staticmethod
+    def forward(ctx, b: torch.Tensor, w: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(w, h)
+        return torch.baddbmm(b[:, :, None], w, h)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        w, h = ctx.saved_tensors
+        grad_b = grad.sum(2) if ctx.needs_input_grad[0] else None
+        grad_w = torch.bmm(grad, h.transpose(1, 2)) if ctx.needs_input_grad[1] else None
+        grad_h = w.transpose(1, 2) * grad if ctx.needs_input_grad[2] else None
+        return grad_b, grad_w, grad_h
+
+
 @dataclass
 class StudentEnsemble:
     """``weights[l]``: ``(N, out, in)``; ``biases[l]``: ``(N, out)``; optional ``skip``:
@@ -127,7 +149,10 @@ class StudentEnsemble:
         xt = x.t()
         h = torch.addmm(b0.reshape(-1, 1), w0.reshape(-1, w0.shape[2]), xt).view(n, w0.shape[1], -1)
         for w, b in zip(self.weights[1:], self.biases[1:], strict=True):
-            h = torch.baddbmm(b[:, :, None], w, f(h))
+            if w.shape[1] == 1 and torch.is_grad_enabled():
+                h = _SingleOutput.apply(b, w, f(h))
+            else:
+                h = torch.baddbmm(b[:, :, None], w, f(h))
         if self.skip is not None:
             s = self.skip
             h = torch.addmm(h.reshape(-1, h.shape[2]), s.reshape(-1, s.shape[2]), xt).view(h.shape)
@@ -329,6 +354,14 @@ def _flat_base(params: list[torch.Tensor]) -> torch.Tensor | None:
     return base if offset == base.numel() else None
 
 
+def _step_flops(students: StudentEnsemble, batch: int) -> float:
+    """Multiply-adds of a forward and backward pass over ``batch`` samples, times two."""
+    sizes = sum(w[0].numel() for w in students.weights)
+    if students.skip is not None:
+        sizes += students.skip[0].numel()
+    return 6.0 * students.n_students * batch * sizes
+
+
 def _train_step(
     students: StudentEnsemble,
     trainable: list[torch.Tensor],
@@ -413,49 +446,63 @@ def train_students(
     # Shuffle the whole data set once per epoch when it is small enough to copy, so that
     # every batch is a contiguous slice; otherwise gather each batch.
     shuffle_all = (x.numel() + y.numel()) * x.element_size() <= _SHUFFLE_COPY_BYTES
-    while epoch < settings.max_epochs:
-        active = schedule.active
-        if not active.any():
-            stop_reason = "all students reached min_lr or failed"
-            break
-        lr = torch.where(active, schedule.lr, 0.0)
-        order = (
-            None
-            if batch == n_samples
-            else torch.randperm(n_samples, generator=torch_generator(seed, "data-order", epoch)).to(device)
-        )
-        if order is not None and shuffle_all:
-            xe, ye = x.index_select(0, order), y.index_select(0, order)
-        epoch_loss = torch.zeros(n, dtype=torch.float64, device=device)
-        for start in range(0, n_samples, batch):
-            if order is None:
-                xb, yb = x, y
-            elif shuffle_all:
-                xb, yb = xe[start : start + batch], ye[start : start + batch]
-            else:
-                idx = order[start : start + batch]
-                xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-            per_student = _train_step(students, trainable, adam, xb, yb, active, lr)
-            epoch_loss += per_student.to(torch.float64) * (len(xb) / n_samples)
-        newly_failed = ~torch.isfinite(epoch_loss) & ~schedule.failed
-        schedule.step(epoch_loss, settings)
-        for k in torch.nonzero(newly_failed).flatten().tolist():
-            log.warning("%s: student %d failed at epoch %d (loss %s); it is frozen and excluded", label, k, epoch, epoch_loss[k].item())
-        epoch += 1
-        if epoch % settings.log_every == 0 or epoch == settings.max_epochs:
-            history.append(epoch_loss.cpu().numpy())
-            history_epochs.append(epoch)
-            finite = epoch_loss[torch.isfinite(epoch_loss)]
-            log.info(
-                "%s: epoch %d, loss median %.3e, min %.3e, %d/%d active, lr median %.1e",
-                label, epoch,
-                finite.median().item() if len(finite) else float("nan"),
-                finite.min().item() if len(finite) else float("nan"),
-                int(schedule.active.sum()), n, schedule.lr.median().item(),
+    # Small steps are all per-operation overhead, where a thread pool only adds
+    # synchronisation (and long stalls when other processes hold the cores): one thread.
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and _step_flops(students, batch) < _SMALL_STEP_FLOPS:
+        torch.set_num_threads(1)
+    try:
+        while epoch < settings.max_epochs:
+            active = schedule.active
+            if not active.any():
+                stop_reason = "all students reached min_lr or failed"
+                break
+            lr = torch.where(active, schedule.lr, 0.0)
+            order = (
+                None
+                if batch == n_samples
+                else torch.randperm(
+                    n_samples, generator=torch_generator(seed, "data-order", epoch)
+                ).to(device)
             )
-        if checkpoint is not None and epoch % settings.checkpoint_every == 0:
-            _save_checkpoint(Path(checkpoint), epoch, seconds_before + time.perf_counter() - t0,
-                             students, adam, schedule, history, history_epochs)
+            if order is not None and shuffle_all:
+                xe, ye = x.index_select(0, order), y.index_select(0, order)
+            epoch_loss = torch.zeros(n, dtype=torch.float64, device=device)
+            for start in range(0, n_samples, batch):
+                if order is None:
+                    xb, yb = x, y
+                elif shuffle_all:
+                    xb, yb = xe[start : start + batch], ye[start : start + batch]
+                else:
+                    idx = order[start : start + batch]
+                    xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+                per_student = _train_step(students, trainable, adam, xb, yb, active, lr)
+                epoch_loss += per_student.to(torch.float64) * (len(xb) / n_samples)
+            newly_failed = ~torch.isfinite(epoch_loss) & ~schedule.failed
+            schedule.step(epoch_loss, settings)
+            for k in torch.nonzero(newly_failed).flatten().tolist():
+                log.warning(
+                    "%s: student %d failed at epoch %d (loss %s); it is frozen and excluded",
+                    label, k, epoch, epoch_loss[k].item(),
+                )
+            epoch += 1
+            if epoch % settings.log_every == 0 or epoch == settings.max_epochs:
+                history.append(epoch_loss.cpu().numpy())
+                history_epochs.append(epoch)
+                finite = epoch_loss[torch.isfinite(epoch_loss)]
+                log.info(
+                    "%s: epoch %d, loss median %.3e, min %.3e, %d/%d active, lr median %.1e",
+                    label, epoch,
+                    finite.median().item() if len(finite) else float("nan"),
+                    finite.min().item() if len(finite) else float("nan"),
+                    int(schedule.active.sum()), n, schedule.lr.median().item(),
+                )
+            if checkpoint is not None and epoch % settings.checkpoint_every == 0:
+                seconds = seconds_before + time.perf_counter() - t0
+                _save_checkpoint(Path(checkpoint), epoch, seconds,
+                                 students, adam, schedule, history, history_epochs)
+    finally:
+        torch.set_num_threads(threads)
 
     for p in trainable:
         p.requires_grad_(False)
