@@ -97,6 +97,7 @@ class Recovery:
     output_fit_mse: float  # MSE right after the least-squares output fit, before fine-tuning
     finetune: FinetuneResult
     seconds: float
+    excluded_students: list[int] = field(default_factory=list)  # failed (NaN/inf) students
 
     @property
     def widths(self) -> list[int]:
@@ -126,7 +127,15 @@ class Recovery:
                 "width_after_clustering": rec.width,
                 "pruned": rec.pruned,
             })
+        warnings = []
+        if self.excluded_students:
+            warnings.append(
+                f"{len(self.excluded_students)} student(s) failed (loss NaN or inf) and were "
+                f"excluded from clustering: {self.excluded_students}"
+            )
         return {
+            "warnings": warnings,
+            "excluded_students": self.excluded_students,
             "layers": layers,
             "output_fit_mse": self.output_fit_mse,
             "finetune": {"loss_before": self.finetune.loss_before, "loss_after": self.finetune.loss_after, "iterations": self.finetune.iterations},
@@ -179,8 +188,9 @@ def reconstruct(
             f"than the {needed} that gamma={settings.gamma} requires: lower the learning "
             "rate, or train more students"
         )
-    if len(healthy) < n_total:
-        log.warning("%d failed student(s) excluded from clustering", n_total - len(healthy))
+    excluded = np.setdiff1d(np.arange(n_total), healthy).tolist()
+    if excluded:
+        log.warning("%d failed student(s) excluded from clustering: %s", len(excluded), excluded)
     weights = [np.asarray(w, dtype=np.float64)[healthy] for w in weights]
     biases = [np.asarray(b, dtype=np.float64)[healthy] for b in biases]
     layers: list[LayerRecovery] = []
@@ -223,7 +233,7 @@ def reconstruct(
             log.info("layer %d: pruned %d neuron(s) that explained almost nothing: %s", number, len(rec.pruned), rec.pruned)
     seconds = time.perf_counter() - t0
     log.info("recovered hidden widths %s in %.1f s", network.hidden_widths, seconds)
-    return Recovery(network, layers, fit_mse, finetune, seconds)
+    return Recovery(network, layers, fit_mse, finetune, seconds, excluded)
 
 
 def recover(
