@@ -44,26 +44,30 @@ def min_students(gamma: float, n_students: int) -> int:
     return needed
 
 
-def _distance_blocks(x: np.ndarray, sign_invariant: bool, block: int):
+def _distance_blocks(
+    x: np.ndarray, sign_invariant: bool, block: int, into: np.ndarray | None = None
+):
     """Yield ``(start, stop, d)`` for row blocks: ``d[i - start, j - start]`` is the distance
     between rows ``i`` (``start <= i < stop``) and ``j`` (``j >= start``), meaningful for
-    ``j > i``. ``d`` is a reused buffer, valid until the next block."""
+    ``j > i``. ``d`` is ``into[start:stop, start:]`` when ``into`` (n, n) is given, else a
+    new array."""
     n = len(x)
     sq = np.einsum("ij,ij->i", x, x)
     buf = np.empty(min(block, n) * n)
     for start in range(0, n - 1, block):
         stop = min(start + block, n)
-        gram = x[start:stop] @ x[start:].T
+        out = None if into is None else into[start:stop, start:]
+        gram = np.matmul(x[start:stop], x[start:].T, out=out)
         if sign_invariant:
             np.abs(gram, out=gram)
         # (|u|^2 + |v|^2) - 2 u.v: the same operations as the plain expression, in place.
-        d = np.add(sq[start:stop, None], sq[None, start:], out=buf[: gram.size].reshape(gram.shape))
+        total = buf[: gram.size].reshape(gram.shape)
+        np.add(sq[start:stop, None], sq[None, start:], out=total)
         np.multiply(gram, 2.0, out=gram)
-        np.subtract(d, gram, out=d)
-        del gram
-        np.maximum(d, 0.0, out=d)
-        np.sqrt(d, out=d)
-        yield start, stop, d
+        np.subtract(total, gram, out=gram)
+        np.maximum(gram, 0.0, out=gram)
+        np.sqrt(gram, out=gram)
+        yield start, stop, gram
 
 
 def condensed_distances(features: np.ndarray, sign_invariant: bool, block: int = 2048) -> np.ndarray:
@@ -88,8 +92,8 @@ def _square_distances(features: np.ndarray, sign_invariant: bool, block: int = 2
     x = np.ascontiguousarray(features, dtype=np.float64)
     n = len(x)
     out = np.empty((n, n))
-    for start, stop, d in _distance_blocks(x, sign_invariant, block):
-        out[start:stop, start:] = d
+    for _ in _distance_blocks(x, sign_invariant, block, into=out):
+        pass
     # Copy the upper triangle (the condensed values) onto the lower one, in tiles small
     # enough for the transposed reads to stay in cache.
     tile = 256
@@ -111,8 +115,8 @@ def _average_linkage(dist: np.ndarray) -> np.ndarray:
     The same nearest-neighbour-chain algorithm as scipy's ``nn_chain`` (the same ties, the
     same update ``(n_x d_xi + n_y d_yi) / (n_x + n_y)``), but with rows of a square matrix
     so that every scan and update is a vectorised operation over contiguous memory:
-    - a dropped cluster's column is not cleared; a scan that lands on it clears that one
-      entry and scans again;
+    - a dropped cluster's column is not cleared; a scan that lands on one clears the dropped
+      entries of that row and scans again;
     - the matrix is compacted (dropped rows and columns removed, order kept) whenever half
       of its clusters are gone.
     """
@@ -127,6 +131,7 @@ def _average_linkage(dist: np.ndarray) -> np.ndarray:
     live = n
     first = 0  # lowest live original index
     tmp = np.empty(n)
+    dead = np.zeros(n, dtype=bool)  # by compact position
     chain: list[int] = []
     inf, multiply, add, divide = np.inf, np.multiply, np.add, np.divide
     for k in range(n - 1):
@@ -137,11 +142,10 @@ def _average_linkage(dist: np.ndarray) -> np.ndarray:
         while True:
             x = chain[-1]
             row = dist[pos[x], :m]
-            while True:
+            j = row.argmin()
+            if not size[slot[j]]:  # a dropped cluster's stale entry: clear them all, scan again
+                np.putmask(row, dead[:m], inf)
                 j = row.argmin()
-                if size[slot[j]]:
-                    break
-                row[j] = inf  # a dropped cluster: clear the stale entry, scan again
             best = row[j]
             if len(chain) > 1:
                 prev = chain[-2]
@@ -160,6 +164,7 @@ def _average_linkage(dist: np.ndarray) -> np.ndarray:
         size[y] = nx + ny
         live -= 1
         cx, cy = pos[x], pos[y]
+        dead[cx] = True
         rx, ry = dist[cx, :m], dist[cy, :m]
         t = tmp[:m]
         multiply(rx, nx, out=t)
@@ -175,6 +180,7 @@ def _average_linkage(dist: np.ndarray) -> np.ndarray:
                 dist[lo : lo + len(rows), : len(keep)] = dist[np.ix_(rows, keep)]
             slot = [slot[c] for c in keep.tolist()]
             m = len(keep)
+            dead[:m] = False
             for c, s in enumerate(slot):
                 pos[s] = c
     order = np.argsort(merges[:, 2], kind="mergesort")
