@@ -6,12 +6,15 @@ config/README.md. `rule all` must stay in this file: a default target set in an 
 file is ignored.
 """
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Found from the Snakefile's folder, so that `--directory` elsewhere still reads it.
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 # Snakemake counts GPUs but never assigns them. A local scope makes `--resources gpu=N`

@@ -164,10 +164,13 @@ def dendrogram_figure(layers: list[xr.Dataset]) -> Figure:
     return fig
 
 
-def cluster_angles_figure(layers: list[xr.Dataset]) -> Figure:
+def cluster_angles_figure(
+    layers: list[xr.Dataset], final_widths: list[int] | None = None
+) -> Figure:
     """Median pairwise angle inside each cluster at the cut (largest clusters first)
     against beta, coloured by fate; the label on each bar is its number of distinct
-    students (at least ``min_students`` are needed)."""
+    students (at least ``min_students`` are needed). ``final_widths`` (the recovered widths
+    after pruning) are quoted in the titles when given."""
     fig = Figure(figsize=(7.0, 3.0 * len(layers)))
     for i, layer in enumerate(layers):
         ax = fig.add_subplot(len(layers), 1, i + 1)
@@ -189,9 +192,12 @@ def cluster_angles_figure(layers: list[xr.Dataset]) -> Figure:
         singletons = int((layer["n_members"].values == 1).sum())
         hidden = len(multi) - len(shown)
         extra = f"; {hidden} smaller clusters not shown" if hidden else ""
+        kept = int((status == "kept").sum())
+        final = f" ({final_widths[i]} after pruning)" if final_widths is not None else ""
         ax.set_title(
-            f"hidden layer {i + 1}: {len(multi)} clusters with 2+ members, {singletons} single "
-            f"neurons; needs {int(layer.attrs['min_students'])} students{extra}",
+            f"hidden layer {i + 1}: {kept} kept{final} of {len(multi)} clusters with 2+ "
+            f"members, {singletons} single neurons; needs {int(layer.attrs['min_students'])} "
+            f"students{extra}",
             fontsize=9,
         )
         ax.set_ylabel("median angle (deg)")

@@ -6,12 +6,40 @@ import json
 import math
 import re
 
+import jsonschema
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-validate(config, schema="../../config/schema.yaml")
+
+def config_error_message(error):
+    """One line for a schema violation, naming the key and what is allowed."""
+    path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        where = f"under {path}" if error.absolute_path else "at the top level"
+        return (
+            f"unknown config key(s) {', '.join(map(repr, unknown))} {where}; "
+            f"allowed keys: {', '.join(allowed)} (see config/README.md)"
+        )
+    return f"config key {path}: {error.message} (see config/README.md)"
+
+
+def validate_config(cfg):
+    """Validate ``cfg`` against config/schema.yaml and fill in the defaults; any problem
+    stops the run before a job starts, with a message that names the key."""
+    try:
+        validate(cfg, schema="../../config/schema.yaml")
+    except WorkflowError as e:
+        cause = e.__cause__ or e.__context__
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise
+        raise WorkflowError(f"invalid configuration: {config_error_message(cause)}") from None
+
+
+validate_config(config)
 
 STUDY = config["study"]
-ENV = "../../envs/study.yaml"
 
 
 # -- identities ------------------------------------------------------------------------------
@@ -40,7 +68,7 @@ def build_teachers(cfg):
     def add(spec):
         tid = spec["id"]
         if tid in teachers and teachers[tid] != spec:
-            raise ValueError(
+            raise WorkflowError(
                 f"config: teacher {tid} is defined twice with different settings "
                 f"({teachers[tid]} vs {spec}); give the groups different seeds or sizes"
             )
@@ -91,7 +119,7 @@ def build_teachers(cfg):
                         }
                     )
     if not teachers:
-        raise ValueError(
+        raise WorkflowError(
             "config: no teachers: list at least one group under teachers.synthetic or "
             "teachers.digits"
         )
@@ -103,7 +131,7 @@ def check_gamma(cfg):
     n = len(cfg["students"]["seeds"]) * cfg["students"]["per_job"]
     for gamma in cfg["recovery"]["gammas"]:
         if math.ceil(gamma * n - 1e-9) < 2:
-            raise ValueError(
+            raise WorkflowError(
                 f"config: recovery.gammas contains {gamma}, but gamma * N = {gamma} * {n} "
                 "students is below 2; raise gamma or train more students "
                 "(students.seeds x students.per_job)"

@@ -29,7 +29,7 @@ if summary["status"] == "ok":
             layers, sign_invariant, settings["max_similarity_neurons"]
         ),
         out.dendrogram: figures.dendrogram_figure(layers),
-        out.cluster_angles: figures.cluster_angles_figure(layers),
+        out.cluster_angles: figures.cluster_angles_figure(layers, summary["widths"]),
     }
 else:
     message = figures.message_figure("Recovery failed", summary["reason"])

@@ -1,0 +1,306 @@
+"""The Snakemake study: configuration checks, the paper-scale DAG, an end-to-end run of
+config/test.yaml in a temporary directory, the student store round trip, and the rerun
+rules (a finished study re-runs nothing; a new gamma re-runs recovery, never training)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from expand_and_cluster.activations import ACTIVATIONS
+from expand_and_cluster.store import gather_students, read_students, write_students
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(
+    shutil.which("snakemake") is None, reason="snakemake is not installed"
+)
+
+
+def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the snakemake command line (as a user would) on this repository's Snakefile."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table of a (dry) run: rule -> number of jobs."""
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("Job stats"):
+            in_table = True
+            continue
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if in_table and match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+        elif in_table and line.strip().startswith("total"):
+            break
+    return counts
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"students": {"per_jobs": 3}}, r"unknown config key\(s\) 'per_jobs' under students"),
+        ({"studies": "x"}, r"unknown config key\(s\) 'studies' at the top level"),
+        (
+            {"students": {"train": {"max_epochs": "many"}}},
+            r"students\.train\.max_epochs: 'many' is not of type 'integer'",
+        ),
+        (
+            {"recovery": {"gammas": [1.5]}},
+            r"recovery\.gammas\.0: 1\.5 is greater than the maximum of 1",
+        ),
+        (
+            {"teachers": {"synthetic": [{"activations": ["relux"], "sizes": ["4,3,1"]}]}},
+            r"teachers\.synthetic\.0\.activations\.0: 'relux' is not one of \['relu'",
+        ),
+        (
+            {"teachers": {"synthetic": [{"activations": ["tanh"], "sizes": ["4;3;1"]}]}},
+            r"does not match",
+        ),
+    ],
+)
+def test_invalid_config_stops_before_any_job_and_names_the_key(tmp_path, override, expected):
+    bad = write_config(tmp_path / "bad.yaml", override)
+    result = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "invalid configuration" in output
+    assert re.search(expected, output), output
+    assert not (tmp_path / "results").exists()
+
+
+def test_too_few_students_for_gamma_is_a_config_error(tmp_path):
+    bad = write_config(
+        tmp_path / "bad.yaml",
+        {"students": {"seeds": [0], "per_job": 2}, "recovery": {"gammas": [0.5]}},
+    )
+    result = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), check=False)
+    assert result.returncode != 0
+    assert "gamma * N" in result.stdout + result.stderr
+
+
+def test_schema_lists_exactly_the_library_activations():
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    assert schema["$defs"]["activation"]["enum"] == list(ACTIVATIONS)
+
+
+def test_config_files_are_complete_and_valid(tmp_path):
+    """Every shipped config spells out every section (a --configfile is merged over
+    config.yaml, so a missing section would silently come from the default study)."""
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    for name in ("config.yaml", "test.yaml", "paper.yaml"):
+        data = yaml.safe_load((REPO / "config" / name).read_text())
+        assert set(data) == set(schema["properties"]), name
+
+
+# -- the paper-scale DAG ---------------------------------------------------------------------
+
+
+def test_paper_config_builds_its_dag(tmp_path):
+    result = snakemake(
+        "-n", "--quiet", "rules", "--configfile", "config/paper.yaml", "--directory", str(tmp_path)
+    )
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["synthetic_teacher"] == 150
+    assert counts["train_students"] == 150 * 4 * 4
+    assert counts["recover"] == counts["evaluate"] == counts["recovery_figures"] == 600
+    assert counts["tables"] == 1
+
+
+# -- the student store -----------------------------------------------------------------------
+
+
+def _fake_students(rng, n=3, widths=(4, 6, 2)):
+    weights = [rng.standard_normal((n, o, i)) for i, o in itertools.pairwise(widths)]
+    biases = [rng.standard_normal((n, o)) for o in widths[1:]]
+    return weights, biases
+
+
+def test_student_store_round_trip_and_gather(tmp_path):
+    rng = np.random.default_rng(0)
+    paths, parts = [], []
+    for seed in (3, 5):
+        weights, biases = _fake_students(rng)
+        loss = rng.random(3)
+        failed = np.array([False, True, False])
+        loss[1] = np.nan
+        history = rng.random((3, 4))
+        path = tmp_path / f"seed{seed}.zarr"
+        attrs = {
+            "seed": seed,
+            "activation": "tanh",
+            "config_hash": "abc",
+            "train_settings": {"lr": 0.001},
+        }
+        write_students(path, weights, biases, loss, failed, history, np.arange(1, 5) * 10, attrs)
+        back = read_students(path)
+        for a, b in zip(weights + biases, back.weights + back.biases, strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(back.loss, loss)
+        np.testing.assert_array_equal(back.failed, failed)
+        np.testing.assert_array_equal(back.loss_history, history)
+        assert back.attrs["seed"] == seed and back.attrs["train_settings"] == {"lr": 0.001}
+        paths.append(path)
+        parts.append((weights, biases))
+    gathered = tmp_path / "gathered.zarr"
+    gather_students(paths, [3, 5], gathered, {"n_seeds": 2})
+    pooled = read_students(gathered)
+    assert pooled.n_students == 6
+    np.testing.assert_array_equal(pooled.seed, [3, 3, 3, 5, 5, 5])
+    for layer in range(2):
+        np.testing.assert_array_equal(
+            pooled.weights[layer], np.concatenate([parts[0][0][layer], parts[1][0][layer]])
+        )
+    assert pooled.attrs["seeds"] == [3, 5] and pooled.attrs["n_seeds"] == 2
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def test_study(tmp_path_factory):
+    """config/test.yaml run once into a temporary directory (results/ stays untouched)."""
+    workdir = tmp_path_factory.mktemp("study")
+    result = snakemake(
+        "--cores", "2", "--configfile", "config/test.yaml", "--directory", str(workdir)
+    )
+    return workdir, result
+
+
+@pytest.mark.slow
+def test_test_study_runs_every_rule(test_study):
+    workdir, result = test_study
+    done = job_counts(result.stdout + result.stderr)
+    expected_rules = {
+        "synthetic_teacher",
+        "digits_teacher",
+        "queries",
+        "train_students",
+        "gather_students",
+        "recover",
+        "evaluate",
+        "recovery_figures",
+        "tables",
+        "study_figures",
+    }
+    assert expected_rules <= set(done), done
+    out = workdir / "results" / "test"
+    csv = (out / "tables" / "recoveries.csv").read_text().splitlines()
+    assert csv[0].startswith("teacher,activation,sizes,expansion,N,gamma,beta_deg")
+    assert len(csv) == 1 + 4  # 2 teachers x 2 expansions x 1 gamma/beta
+    for row in csv[1:]:
+        assert row.split(",")[-1] in ("exact", "inexact", "failed")
+    for figure in ("identifiability", "expansion_control"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 0
+    recovery = out / "tanh-3-2-1-s0" / "recovery" / "x2" / "g0.5-b60"
+    for kind in ("similarity", "dendrogram", "cluster_angles", "alignment"):
+        assert (recovery / "figures" / f"{kind}.png").stat().st_size > 0
+    metrics = json.loads((recovery / "metrics.json").read_text())
+    assert metrics["n_students"] == 4 and metrics["teacher_widths"] == [2]
+    log = (out / "logs" / "train_students" / "tanh-3-2-1-s0" / "x2" / "seed0.log").read_text()
+    assert "epoch 30, loss median" in log  # training progress is in the job's log
+
+
+@pytest.mark.slow
+def test_gathered_store_pools_the_seed_jobs(test_study):
+    workdir, _ = test_study
+    students = workdir / "results" / "test" / "tanh-3-2-1-s0" / "students"
+    pooled = read_students(students / "x2.zarr")
+    seeds = [read_students(students / "x2" / f"seed{k}.zarr") for k in (0, 1)]
+    assert pooled.n_students == 4
+    np.testing.assert_array_equal(pooled.seed, [0, 0, 1, 1])
+    np.testing.assert_array_equal(pooled.weights[0], np.concatenate([s.weights[0] for s in seeds]))
+    attrs = seeds[1].attrs
+    assert (
+        attrs["seed"] == 1
+        and attrs["teacher"] == "tanh-3-2-1-s0"
+        and attrs["student_widths"] == [4]
+    )
+    assert len(attrs["config_hash"]) == 16 and "torch" in attrs["provenance"]
+
+
+@pytest.mark.slow
+def test_finished_study_reruns_nothing(test_study):
+    workdir, _ = test_study
+    result = snakemake("-n", "--configfile", "config/test.yaml", "--directory", str(workdir))
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_tables_are_deterministic(test_study):
+    workdir, _ = test_study
+    tables = workdir / "results" / "test" / "tables"
+    before = {p.name: p.read_bytes() for p in tables.glob("*") if not p.name.startswith("timings")}
+    snakemake(
+        "--cores",
+        "1",
+        "--configfile",
+        "config/test.yaml",
+        "--directory",
+        str(workdir),
+        "--forcerun",
+        "evaluate",
+        "--until",
+        "tables",
+    )
+    after = {p.name: p.read_bytes() for p in tables.glob("*") if not p.name.startswith("timings")}
+    assert before == after
+
+
+@pytest.mark.slow
+def test_new_gamma_reruns_recovery_but_not_training(test_study, tmp_path):
+    workdir, _ = test_study
+    override = write_config(
+        tmp_path / "gamma.yaml", {"recovery": {"gammas": [0.75], "betas_deg": [45]}}
+    )
+    result = snakemake(
+        "-n", "--configfile", "config/test.yaml", str(override), "--directory", str(workdir)
+    )
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.get("recover") == 4 and counts.get("evaluate") == 4
+    for upstream in (
+        "synthetic_teacher",
+        "digits_teacher",
+        "queries",
+        "train_students",
+        "gather_students",
+    ):
+        assert upstream not in counts, counts
+    assert "g0.75-b45" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_changed_recovery_settings_rerun_recovery_but_not_training(test_study, tmp_path):
+    workdir, _ = test_study
+    override = write_config(
+        tmp_path / "finetune.yaml", {"recovery": {"finetune": {"max_iterations": 7}}}
+    )
+    result = snakemake(
+        "-n", "--configfile", "config/test.yaml", str(override), "--directory", str(workdir)
+    )
+    output = result.stdout + result.stderr
+    counts = job_counts(output)
+    assert counts.get("recover") == 4
+    assert "train_students" not in counts and "gather_students" not in counts
+    assert "params changed" in output.lower() or "params" in output.lower()
