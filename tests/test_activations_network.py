@@ -16,7 +16,9 @@ Z = np.linspace(-4, 4, 101)
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 def test_numpy_and_torch_agree(name):
     act = get_activation(name)
-    np.testing.assert_allclose(act.numpy(Z), act.torch(torch.tensor(Z)).numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        act.numpy(Z), act.torch(torch.tensor(Z)).numpy(), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
@@ -40,7 +42,9 @@ def test_symmetry_class_identity_holds(name):
 
 
 def test_unknown_activation_lists_valid_names():
-    with pytest.raises(ValueError, match="relu, leaky_relu, sigmoid, tanh, softplus, gelu, silu, g"):
+    with pytest.raises(
+        ValueError, match="relu, leaky_relu, sigmoid, tanh, softplus, gelu, silu, g"
+    ):
         get_activation("swish")
 
 
@@ -60,17 +64,28 @@ def test_forward_numpy_matches_torch_with_skip(rng):
 def test_mlp_rejects_mismatched_shapes(rng):
     with pytest.raises(InputError, match="layer 1"):
         MLP([rng.normal(size=(5, 3)), rng.normal(size=(2, 4))], [np.zeros(5), np.zeros(2)], "tanh")
-    net = MLP([rng.normal(size=(5, 3)), rng.normal(size=(2, 5))], [np.zeros(5), np.zeros(2)], "tanh")
+    net = MLP(
+        [rng.normal(size=(5, 3)), rng.normal(size=(2, 5))], [np.zeros(5), np.zeros(2)], "tanh"
+    )
     with pytest.raises(InputError, match=r"inputs must be \(samples, 3\)"):
         net(np.zeros((4, 4)))
 
 
 def test_network_store_round_trip(tmp_path, rng):
-    net = MLP([rng.normal(size=(4, 6)), rng.normal(size=(1, 4))], [rng.normal(size=4), rng.normal(size=1)], "relu", rng.normal(size=(1, 6)))
+    net = MLP(
+        [rng.normal(size=(4, 6)), rng.normal(size=(1, 4))],
+        [rng.normal(size=4), rng.normal(size=1)],
+        "relu",
+        rng.normal(size=(1, 6)),
+    )
     write_network(tmp_path / "n.zarr", net, {"seed": 3})
     back = read_network(tmp_path / "n.zarr")
     assert back.activation == "relu" and back.widths == [6, 4, 1]
-    for a, b in zip(net.weights + net.biases + [net.skip_weight], back.weights + back.biases + [back.skip_weight], strict=True):
+    for a, b in zip(
+        net.weights + net.biases + [net.skip_weight],
+        back.weights + back.biases + [back.skip_weight],
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
 
 
@@ -93,5 +108,7 @@ def test_synthetic_teacher_neurons_all_matter(sizes, name):
         assert np.all(cos < np.cos(np.radians(30)))
         h = get_activation(name).numpy(pre)
     assert np.all(np.abs(teacher.weights[-1]) >= 0.5)
-    np.testing.assert_array_equal(teacher.weights[0], synthetic_teacher(sizes, name, seed=5).weights[0])
+    np.testing.assert_array_equal(
+        teacher.weights[0], synthetic_teacher(sizes, name, seed=5).weights[0]
+    )
     assert not np.array_equal(teacher.weights[0], synthetic_teacher(sizes, name, seed=6).weights[0])

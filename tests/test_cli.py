@@ -31,17 +31,56 @@ def ecluster(capsys):
 
 def test_user_error_in_a_real_process_has_no_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "expand_and_cluster.cli", "teacher", "--sizes", "4,3,1", "--activation", "swish", "--out", str(tmp_path / "t.zarr")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "expand_and_cluster.cli",
+            "teacher",
+            "--sizes",
+            "4,3,1",
+            "--activation",
+            "swish",
+            "--out",
+            str(tmp_path / "t.zarr"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert_user_error(result, "swish")
 
 
 def test_teacher_then_recover_round_trip(tmp_path):
     teacher = tmp_path / "teacher.zarr"
-    assert main(["teacher", "--sizes", "4,3,1", "--activation", "tanh", "--seed", "3", "--out", str(teacher)]) == 0
+    assert (
+        main(
+            [
+                "teacher",
+                "--sizes",
+                "4,3,1",
+                "--activation",
+                "tanh",
+                "--seed",
+                "3",
+                "--out",
+                str(teacher),
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "run"
-    code = main(["recover", "--teacher", str(teacher), "--queries", "gaussian:3000", "--max-epochs", "800", "--out", str(out)])
+    code = main(
+        [
+            "recover",
+            "--teacher",
+            str(teacher),
+            "--queries",
+            "gaussian:3000",
+            "--max-epochs",
+            "800",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("widths", "teacher_widths", "angles_deg", "missing", "excess", "rmse", "seconds"):
@@ -72,40 +111,78 @@ def assert_user_error(result, *fragments):
 
 
 def test_unknown_activation(ecluster, tmp_path):
-    assert_user_error(ecluster("teacher", "--sizes", "4,3,1", "--activation", "swish", "--out", tmp_path / "t.zarr"), "swish", "relu, leaky_relu")
+    assert_user_error(
+        ecluster(
+            "teacher", "--sizes", "4,3,1", "--activation", "swish", "--out", tmp_path / "t.zarr"
+        ),
+        "swish",
+        "relu, leaky_relu",
+    )
 
 
 def test_bad_sizes(ecluster, tmp_path):
-    assert_user_error(ecluster("teacher", "--sizes", "4,-3,1", "--activation", "tanh", "--out", tmp_path / "t.zarr"), "positive")
+    assert_user_error(
+        ecluster(
+            "teacher", "--sizes", "4,-3,1", "--activation", "tanh", "--out", tmp_path / "t.zarr"
+        ),
+        "positive",
+    )
 
 
 def test_mismatched_student_widths(ecluster, teacher_store, tmp_path):
-    assert_user_error(ecluster("recover", "--teacher", teacher_store, "--student-widths", "12,12", "--out", tmp_path / "o"), "hidden layers")
+    assert_user_error(
+        ecluster(
+            "recover",
+            "--teacher",
+            teacher_store,
+            "--student-widths",
+            "12,12",
+            "--out",
+            tmp_path / "o",
+        ),
+        "hidden layers",
+    )
 
 
 def test_gamma_times_n_below_two(ecluster, teacher_store, tmp_path):
-    assert_user_error(ecluster("recover", "--teacher", teacher_store, "--gamma", "0.1", "--out", tmp_path / "o"), "gamma * N")
+    assert_user_error(
+        ecluster("recover", "--teacher", teacher_store, "--gamma", "0.1", "--out", tmp_path / "o"),
+        "gamma * N",
+    )
 
 
 def test_nan_teacher_outputs(ecluster, tmp_path):
     # Finite weights whose outputs overflow to inf - inf = NaN.
-    huge = MLP([np.full((2, 2), 1e200), np.array([[1e200, -1e200]])], [np.zeros(2), np.zeros(1)], "relu")
+    huge = MLP(
+        [np.full((2, 2), 1e200), np.array([[1e200, -1e200]])], [np.zeros(2), np.zeros(1)], "relu"
+    )
     write_network(tmp_path / "huge.zarr", huge)
-    assert_user_error(ecluster("recover", "--teacher", tmp_path / "huge.zarr", "--out", tmp_path / "o"), "NaN or inf")
+    assert_user_error(
+        ecluster("recover", "--teacher", tmp_path / "huge.zarr", "--out", tmp_path / "o"),
+        "NaN or inf",
+    )
 
 
 def test_missing_and_malformed_teacher_store(ecluster, teacher_store, tmp_path):
-    assert_user_error(ecluster("recover", "--teacher", tmp_path / "none.zarr", "--out", tmp_path / "o"), "does not exist")
+    assert_user_error(
+        ecluster("recover", "--teacher", tmp_path / "none.zarr", "--out", tmp_path / "o"),
+        "does not exist",
+    )
     (tmp_path / "junk.zarr").mkdir()
     (tmp_path / "junk.zarr" / "zarr.json").write_text("{not json")
-    assert_user_error(ecluster("recover", "--teacher", tmp_path / "junk.zarr", "--out", tmp_path / "o"), "junk.zarr")
+    assert_user_error(
+        ecluster("recover", "--teacher", tmp_path / "junk.zarr", "--out", tmp_path / "o"),
+        "junk.zarr",
+    )
     # A store with a layer's weights removed.
     import shutil
 
     broken = tmp_path / "broken.zarr"
     shutil.copytree(teacher_store, broken)
     shutil.rmtree(broken / "layer1" / "weight")
-    assert_user_error(ecluster("recover", "--teacher", broken, "--out", tmp_path / "o"), "broken.zarr", "weight")
+    assert_user_error(
+        ecluster("recover", "--teacher", broken, "--out", tmp_path / "o"), "broken.zarr", "weight"
+    )
 
 
 def test_corrupted_chunk_is_refused(ecluster, teacher_store, tmp_path):
@@ -113,9 +190,15 @@ def test_corrupted_chunk_is_refused(ecluster, teacher_store, tmp_path):
 
     broken = tmp_path / "corrupt.zarr"
     shutil.copytree(teacher_store, broken)
-    chunk = next(p for p in (broken / "layer0" / "weight").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk = next(
+        p
+        for p in (broken / "layer0" / "weight").rglob("*")
+        if p.is_file() and p.name != "zarr.json"
+    )
     chunk.write_bytes(b"\x00garbage" * 3)
-    assert_user_error(ecluster("recover", "--teacher", broken, "--out", tmp_path / "o"), "corrupt.zarr")
+    assert_user_error(
+        ecluster("recover", "--teacher", broken, "--out", tmp_path / "o"), "corrupt.zarr"
+    )
 
 
 def test_output_directory_with_other_content(ecluster, teacher_store, tmp_path):
@@ -127,4 +210,9 @@ def test_output_directory_with_other_content(ecluster, teacher_store, tmp_path):
 
 
 def test_bad_query_spec(ecluster, teacher_store, tmp_path):
-    assert_user_error(ecluster("recover", "--teacher", teacher_store, "--queries", "cauchy:10", "--out", tmp_path / "o"), "gaussian:20000")
+    assert_user_error(
+        ecluster(
+            "recover", "--teacher", teacher_store, "--queries", "cauchy:10", "--out", tmp_path / "o"
+        ),
+        "gaussian:20000",
+    )

@@ -69,7 +69,9 @@ def test_zero_first_weight_would_split_under_first_coordinate_sign(rng):
     splits into two half-clusters. Our sign-invariant distance keeps it whole."""
     _, vectors, student_of, origin = planted_layer(Symmetry.ODD, rng, zero_first=True, noise=1e-2)
     reference_style = vectors * np.sign(vectors[:, :1])
-    split = cluster_layer(reference_style, student_of, N_STUDENTS, Symmetry.NONE, gamma=0.75, beta_deg=60)
+    split = cluster_layer(
+        reference_style, student_of, N_STUDENTS, Symmetry.NONE, gamma=0.75, beta_deg=60
+    )
     ours = cluster_layer(vectors, student_of, N_STUDENTS, Symmetry.ODD, gamma=0.75, beta_deg=60)
     first = set(np.flatnonzero(origin == 0).tolist())
     assert first in [set(ours.members[c].tolist()) for c in ours.kept]
@@ -80,7 +82,12 @@ def test_duplicates_of_one_student_do_not_make_a_cluster(rng):
     """Ten near-identical neurons of a single student are one student, not ten."""
     _, vectors, student_of, _ = planted_layer(Symmetry.NONE, rng, junk_per_student=0)
     dup = rng.normal(size=DIM) * 3 + 1e-4 * rng.normal(size=(10, DIM))
-    result = cluster_layer(np.vstack([vectors, dup]), np.concatenate([student_of, np.zeros(10, int)]), N_STUDENTS, Symmetry.NONE)
+    result = cluster_layer(
+        np.vstack([vectors, dup]),
+        np.concatenate([student_of, np.zeros(10, int)]),
+        N_STUDENTS,
+        Symmetry.NONE,
+    )
     dup_ids = set(range(len(vectors), len(vectors) + 10))
     fates = {result.status[result.labels[i]] for i in dup_ids}
     assert fates == {TOO_FEW_STUDENTS}
@@ -96,14 +103,19 @@ def test_beta_filter_drops_loose_clusters(rng):
     wide = cluster_layer(loose, students, N_STUDENTS, Symmetry.NONE, gamma=0.5, beta_deg=179)
     assert len(wide.kept) == 1
     angle = wide.median_angle_deg[wide.kept[0]]
-    narrow = cluster_layer(loose, students, N_STUDENTS, Symmetry.NONE, gamma=0.5, beta_deg=angle - 1)
+    narrow = cluster_layer(
+        loose, students, N_STUDENTS, Symmetry.NONE, gamma=0.5, beta_deg=angle - 1
+    )
     assert len(narrow.kept) == 0 and "unaligned" in set(narrow.status)
 
 
 def test_condensed_distances_match_scipy(rng):
     x = rng.normal(size=(300, 9))
     np.testing.assert_allclose(condensed_distances(x, False, block=64), pdist(x), atol=1e-10)
-    flipped = np.minimum(pdist(x), np.array([np.linalg.norm(x[i] + x[j]) for i in range(300) for j in range(i + 1, 300)]))
+    flipped = np.minimum(
+        pdist(x),
+        np.array([np.linalg.norm(x[i] + x[j]) for i in range(300) for j in range(i + 1, 300)]),
+    )
     np.testing.assert_allclose(condensed_distances(x, True, block=100), flipped, atol=1e-10)
 
 

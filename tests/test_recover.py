@@ -17,8 +17,14 @@ SETTINGS = dict(train=TrainSettings(max_epochs=1000))
 def run(teacher: MLP, seed: int = 0, **overrides):
     x = sample_inputs("gaussian", QUERIES, teacher.n_inputs, seed=seed)
     settings = RecoverySettings(seed=seed, **{**SETTINGS, **overrides})
-    recovery, students = recover(x, teacher, teacher.activation, [4 * w for w in teacher.hidden_widths], settings)
-    metrics = compare_networks(recovery.network, teacher, sample_inputs("gaussian", 5000, teacher.n_inputs, seed, "held-out"))
+    recovery, students = recover(
+        x, teacher, teacher.activation, [4 * w for w in teacher.hidden_widths], settings
+    )
+    metrics = compare_networks(
+        recovery.network,
+        teacher,
+        sample_inputs("gaussian", 5000, teacher.n_inputs, seed, "held-out"),
+    )
     return recovery, students, metrics
 
 
@@ -26,12 +32,23 @@ def assert_exact(metrics, max_angle=1.0):
     assert metrics["widths"] == metrics["teacher_widths"], metrics
     for layer in metrics["angles_deg"]:
         assert all(a is not None and a < max_angle for a in layer), metrics
-    assert metrics["missing"] == [0] * len(metrics["widths"]) and metrics["excess"] == metrics["missing"]
+    assert (
+        metrics["missing"] == [0] * len(metrics["widths"])
+        and metrics["excess"] == metrics["missing"]
+    )
 
 
 # One teacher per activation, 4 to 6 inputs and 3 to 5 hidden neurons.
-SHAPES = {"relu": "4,3,1", "leaky_relu": "5,4,1", "sigmoid": "6,5,1", "tanh": "4,4,1",
-          "softplus": "5,3,1", "gelu": "6,4,1", "silu": "4,5,1", "g": "5,5,1"}
+SHAPES = {
+    "relu": "4,3,1",
+    "leaky_relu": "5,4,1",
+    "sigmoid": "6,5,1",
+    "tanh": "4,4,1",
+    "softplus": "5,3,1",
+    "gelu": "6,4,1",
+    "silu": "4,5,1",
+    "g": "5,5,1",
+}
 
 
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
@@ -39,7 +56,9 @@ def test_each_activation_recovers_width_and_angles(activation):
     teacher = synthetic_teacher(SHAPES[activation], activation, seed=11)
     recovery, students, metrics = run(teacher)
     assert_exact(metrics)
-    assert metrics["rmse"] < 1e-2 * np.std(teacher(sample_inputs("gaussian", 2000, teacher.n_inputs, 0)))
+    assert metrics["rmse"] < 1e-2 * np.std(
+        teacher(sample_inputs("gaussian", 2000, teacher.n_inputs, 0))
+    )
     # Nothing dropped silently: every clustered neuron is in one reported cluster.
     clusters = recovery.layers[0].clusters
     assert clusters.n_members.sum() == students.students.n_students * 4 * teacher.hidden_widths[0]
@@ -81,9 +100,15 @@ def test_same_seed_same_result_and_other_seed_differs():
     teacher = synthetic_teacher("4,3,1", "tanh", seed=1)
     fast = dict(n_students=4, train=TrainSettings(max_epochs=20, dtype="float64"))
     x = sample_inputs("gaussian", 500, 4, 0)
-    a, sa = recover(x, teacher, "tanh", [6], RecoverySettings(seed=3, min_explained_variance=0, **fast))
-    b, sb = recover(x, teacher, "tanh", [6], RecoverySettings(seed=3, min_explained_variance=0, **fast))
-    c, sc = recover(x, teacher, "tanh", [6], RecoverySettings(seed=4, min_explained_variance=0, **fast))
+    a, sa = recover(
+        x, teacher, "tanh", [6], RecoverySettings(seed=3, min_explained_variance=0, **fast)
+    )
+    b, sb = recover(
+        x, teacher, "tanh", [6], RecoverySettings(seed=3, min_explained_variance=0, **fast)
+    )
+    _c, sc = recover(
+        x, teacher, "tanh", [6], RecoverySettings(seed=4, min_explained_variance=0, **fast)
+    )
     np.testing.assert_array_equal(sa.final_loss, sb.final_loss)
     for wa, wb in zip(a.network.weights, b.network.weights, strict=True):
         np.testing.assert_array_equal(wa, wb)

@@ -43,7 +43,13 @@ def train_in_process(tmp_path, out, checkpoint=None):
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT)
     args = [sys.executable, str(script), str(out)] + ([str(checkpoint)] if checkpoint else [])
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_training_killed_with_sigkill_resumes_identically(tmp_path):
@@ -73,8 +79,17 @@ def test_training_killed_with_sigkill_resumes_identically(tmp_path):
 def short_training(checkpoint, max_epochs):
     teacher = synthetic_teacher("4,3,1", "tanh", seed=1)
     x = sample_inputs("gaussian", 500, 4, seed=1)
-    settings = TrainSettings(dtype="float64", max_epochs=max_epochs, patience=10_000, log_every=10, checkpoint_every=10)
-    return train_students(init_students([4, 6, 1], 3, "tanh", 2), x, teacher(x), settings, seed=2, checkpoint=checkpoint)
+    settings = TrainSettings(
+        dtype="float64", max_epochs=max_epochs, patience=10_000, log_every=10, checkpoint_every=10
+    )
+    return train_students(
+        init_students([4, 6, 1], 3, "tanh", 2),
+        x,
+        teacher(x),
+        settings,
+        seed=2,
+        checkpoint=checkpoint,
+    )
 
 
 def test_torn_checkpoint_write_is_never_loaded(tmp_path, caplog):
@@ -124,10 +139,28 @@ def test_failed_student_is_isolated_and_reported(tmp_path):
 
     w, b = result.students.numpy()
     store = tmp_path / "s.zarr"
-    write_students(store, w, b, result.final_loss, result.failed, result.loss_history, result.history_epochs, {"seed": 0})
+    write_students(
+        store,
+        w,
+        b,
+        result.final_loss,
+        result.failed,
+        result.loss_history,
+        result.history_epochs,
+        {"seed": 0},
+    )
     back = read_students(store)
     assert back.failed.tolist() == result.failed.tolist()
-    recovery = reconstruct(back.weights, back.biases, back.loss, back.failed, x, teacher(x), "tanh", RecoverySettings(n_students=6))
+    recovery = reconstruct(
+        back.weights,
+        back.biases,
+        back.loss,
+        back.failed,
+        x,
+        teacher(x),
+        "tanh",
+        RecoverySettings(n_students=6),
+    )
     assert recovery.excluded_students == [2]
     assert "excluded" in recovery.diagnostics()["warnings"][0]
     assert recovery.widths == [3]
@@ -141,17 +174,41 @@ def test_too_few_healthy_students_is_a_clear_error():
     b = [np.zeros((4, 6)), np.zeros((4, 1))]
     failed = np.array([True, True, True, False])
     with pytest.raises(InputError, match="only 1 of 4 students"):
-        reconstruct(w, b, np.array([np.nan] * 3 + [1e-6]), failed, x, teacher(x), "tanh", RecoverySettings(n_students=4))
+        reconstruct(
+            w,
+            b,
+            np.array([np.nan] * 3 + [1e-6]),
+            failed,
+            x,
+            teacher(x),
+            "tanh",
+            RecoverySettings(n_students=4),
+        )
 
 
 @pytest.fixture
 def student_store(tmp_path):
     teacher = synthetic_teacher("4,3,1", "tanh", seed=1)
     x = sample_inputs("gaussian", 300, 4, seed=1)
-    trained = expand(x, teacher(x), "tanh", [6], RecoverySettings(n_students=3, train=TrainSettings(max_epochs=5)))
+    trained = expand(
+        x,
+        teacher(x),
+        "tanh",
+        [6],
+        RecoverySettings(n_students=3, train=TrainSettings(max_epochs=5)),
+    )
     w, b = trained.students.numpy()
     path = tmp_path / "students.zarr"
-    write_students(path, w, b, trained.final_loss, trained.failed, trained.loss_history, trained.history_epochs, {"seed": 0})
+    write_students(
+        path,
+        w,
+        b,
+        trained.final_loss,
+        trained.failed,
+        trained.loss_history,
+        trained.history_epochs,
+        {"seed": 0},
+    )
     return path
 
 
@@ -173,7 +230,11 @@ def test_damaged_student_stores_are_refused(student_store, tmp_path):
 
     corrupt = tmp_path / "corrupt.zarr"
     shutil.copytree(student_store, corrupt)
-    chunk = next(p for p in (corrupt / "layer0" / "weight").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk = next(
+        p
+        for p in (corrupt / "layer0" / "weight").rglob("*")
+        if p.is_file() and p.name != "zarr.json"
+    )
     chunk.write_bytes(b"not a chunk")
     with pytest.raises(InputError, match=r"corrupt\.zarr"):
         read_students(corrupt)
@@ -181,7 +242,9 @@ def test_damaged_student_stores_are_refused(student_store, tmp_path):
     # An unwritten chunk reads back as NaN: refused for a healthy student.
     holed = tmp_path / "holed.zarr"
     shutil.copytree(student_store, holed)
-    chunk = next(p for p in (holed / "layer0" / "weight").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk = next(
+        p for p in (holed / "layer0" / "weight").rglob("*") if p.is_file() and p.name != "zarr.json"
+    )
     chunk.unlink()
     with pytest.raises(InputError, match=r"holed\.zarr.*NaN"):
         read_students(holed)
@@ -189,5 +252,14 @@ def test_damaged_student_stores_are_refused(student_store, tmp_path):
     with pytest.raises(InputError, match="shapes"):
         other = tmp_path / "other.zarr"
         w = [np.zeros((3, 5, 4)), np.zeros((3, 1, 5))]
-        write_students(other, w, [np.zeros((3, 5)), np.zeros((3, 1))], np.zeros(3), np.zeros(3, bool), np.zeros((3, 0)), np.zeros(0), {"seed": 1})
+        write_students(
+            other,
+            w,
+            [np.zeros((3, 5)), np.zeros((3, 1))],
+            np.zeros(3),
+            np.zeros(3, bool),
+            np.zeros((3, 0)),
+            np.zeros(0),
+            {"seed": 1},
+        )
         gather_students([student_store, other], [0, 1], tmp_path / "g.zarr")

@@ -25,7 +25,9 @@ HELD_OUT_SAMPLES = 10_000
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
     try:
         args.run(args)
     except InputError as e:
@@ -42,18 +44,42 @@ def _parser() -> argparse.ArgumentParser:
     teacher.add_argument("--sizes", required=True, help="inputs,hidden...,outputs, e.g. 6,5,1")
     teacher.add_argument("--activation", required=True, help=f"one of {', '.join(ACTIVATIONS)}")
     teacher.add_argument("--seed", type=int, default=0)
-    teacher.add_argument("--inputs", default="gaussian", help="input distribution the neurons are calibrated on")
+    teacher.add_argument(
+        "--inputs", default="gaussian", help="input distribution the neurons are calibrated on"
+    )
     teacher.add_argument("--out", required=True, type=Path, help="network store to write (.zarr)")
     teacher.set_defaults(run=_teacher)
 
     rec = sub.add_parser("recover", help="recover a network from its outputs on queries")
-    rec.add_argument("--teacher", required=True, type=Path, help="network store of the unknown network, queried as a black box")
-    rec.add_argument("--queries", default="gaussian:20000", help="DISTRIBUTION:COUNT (default gaussian:20000)")
+    rec.add_argument(
+        "--teacher",
+        required=True,
+        type=Path,
+        help="network store of the unknown network, queried as a black box",
+    )
+    rec.add_argument(
+        "--queries", default="gaussian:20000", help="DISTRIBUTION:COUNT (default gaussian:20000)"
+    )
     rec.add_argument("--students", type=int, default=10, help="number of students N (default 10)")
-    rec.add_argument("--expansion", type=float, default=4.0, help="student width / teacher width (default 4)")
-    rec.add_argument("--student-widths", help="hidden widths of the students, e.g. 16 or 32,32 (overrides --expansion)")
-    rec.add_argument("--gamma", type=float, default=0.5, help="fraction of students that must share a neuron (default 0.5)")
-    rec.add_argument("--beta-deg", type=float, default=60.0, help="largest median angle inside a kept cluster (default 60)")
+    rec.add_argument(
+        "--expansion", type=float, default=4.0, help="student width / teacher width (default 4)"
+    )
+    rec.add_argument(
+        "--student-widths",
+        help="hidden widths of the students, e.g. 16 or 32,32 (overrides --expansion)",
+    )
+    rec.add_argument(
+        "--gamma",
+        type=float,
+        default=0.5,
+        help="fraction of students that must share a neuron (default 0.5)",
+    )
+    rec.add_argument(
+        "--beta-deg",
+        type=float,
+        default=60.0,
+        help="largest median angle inside a kept cluster (default 60)",
+    )
     rec.add_argument("--seed", type=int, default=0)
     rec.add_argument("--max-epochs", type=int, default=TrainSettings.max_epochs)
     rec.add_argument("--dtype", choices=["float32", "float64"], default=TrainSettings.dtype)
@@ -72,7 +98,9 @@ def _teacher(args: argparse.Namespace) -> None:
 
 def _recover(args: argparse.Namespace) -> None:
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-        raise InputError(f"output directory {args.out} exists and is not empty: choose a new --out or empty it")
+        raise InputError(
+            f"output directory {args.out} exists and is not empty: choose a new --out or empty it"
+        )
     teacher = read_network(args.teacher)
     distribution, count = parse_query_spec(args.queries)
     if args.student_widths:
@@ -82,9 +110,14 @@ def _recover(args: argparse.Namespace) -> None:
             raise InputError(f"--expansion must be positive; got {args.expansion}")
         widths = [max(1, math.ceil(args.expansion * w)) for w in teacher.hidden_widths]
     if len(widths) != len(teacher.hidden_widths):
-        raise InputError(f"--student-widths gives {len(widths)} hidden layers but the teacher has {len(teacher.hidden_widths)}")
+        raise InputError(
+            f"--student-widths gives {len(widths)} hidden layers but the teacher has {len(teacher.hidden_widths)}"
+        )
     settings = RecoverySettings(
-        n_students=args.students, gamma=args.gamma, beta_deg=args.beta_deg, seed=args.seed,
+        n_students=args.students,
+        gamma=args.gamma,
+        beta_deg=args.beta_deg,
+        seed=args.seed,
         train=TrainSettings(max_epochs=args.max_epochs, dtype=args.dtype, device=args.device),
     )
     settings.validate()

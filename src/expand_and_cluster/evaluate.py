@@ -40,7 +40,13 @@ def compare_networks(recovered: MLP, teacher: MLP, x_test: np.ndarray) -> dict:
     # column_map: recovered previous-layer unit j ~ factor[j] * teacher unit target[j]
     target = np.arange(teacher.n_inputs)
     factor = np.ones(teacher.n_inputs)
-    for t_w, t_b, r_w, r_b in zip(teacher.weights[:-1], teacher.biases[:-1], recovered.weights[:-1], recovered.biases[:-1], strict=True):
+    for t_w, t_b, r_w, r_b in zip(
+        teacher.weights[:-1],
+        teacher.biases[:-1],
+        recovered.weights[:-1],
+        recovered.biases[:-1],
+        strict=True,
+    ):
         mapped_w = np.zeros((r_w.shape[0], t_w.shape[1]))
         mapped_b = r_b.copy()
         for j in range(r_w.shape[1]):
@@ -61,10 +67,18 @@ def compare_networks(recovered: MLP, teacher: MLP, x_test: np.ndarray) -> dict:
             per_teacher[i] = float(angles[i, j])
             next_target[j] = i
             cos_sign = np.sign(t_vec[i] @ r_vec[j]) or 1.0
-            scale = np.linalg.norm(r_vec[j]) / np.linalg.norm(t_vec[i]) if symmetry.has_positive_scaling else 1.0
+            scale = (
+                np.linalg.norm(r_vec[j]) / np.linalg.norm(t_vec[i])
+                if symmetry.has_positive_scaling
+                else 1.0
+            )
             next_factor[j] = (cos_sign if symmetry.flips_outgoing else 1.0) * scale
         matched = sum(a is not None for a in per_teacher)
-        layers.append(LayerComparison(len(t_vec), len(r_vec), per_teacher, len(t_vec) - matched, len(r_vec) - matched))
+        layers.append(
+            LayerComparison(
+                len(t_vec), len(r_vec), per_teacher, len(t_vec) - matched, len(r_vec) - matched
+            )
+        )
         target, factor = next_target, next_factor
     rmse = float(np.sqrt(np.mean((recovered(x_test) - teacher(x_test)) ** 2)))
     return {

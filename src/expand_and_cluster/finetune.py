@@ -30,7 +30,9 @@ class FinetuneSettings:
 
     def __post_init__(self) -> None:
         if self.max_iterations < 0 or self.history_size < 1 or self.log_every < 1:
-            raise InputError("finetune: max_iterations must be >= 0, history_size and log_every >= 1")
+            raise InputError(
+                "finetune: max_iterations must be >= 0, history_size and log_every >= 1"
+            )
 
 
 @dataclass
@@ -41,7 +43,9 @@ class FinetuneResult:
     seconds: float
 
 
-def finetune_network(network: MLP, x: np.ndarray, y: np.ndarray, settings: FinetuneSettings) -> tuple[MLP, FinetuneResult]:
+def finetune_network(
+    network: MLP, x: np.ndarray, y: np.ndarray, settings: FinetuneSettings
+) -> tuple[MLP, FinetuneResult]:
     """Minimise the MSE of every weight of ``network`` (skip term included) on ``(x, y)``.
     If the loss does not improve, or becomes NaN, the network is returned unchanged."""
     t0 = time.perf_counter()
@@ -59,8 +63,13 @@ def finetune_network(network: MLP, x: np.ndarray, y: np.ndarray, settings: Finet
     with torch.no_grad():
         before = loss_value().item()
     opt = torch.optim.LBFGS(
-        tensors, lr=1.0, max_iter=settings.log_every, history_size=settings.history_size,
-        tolerance_grad=1e-14, tolerance_change=1e-18, line_search_fn="strong_wolfe",
+        tensors,
+        lr=1.0,
+        max_iter=settings.log_every,
+        history_size=settings.history_size,
+        tolerance_grad=1e-14,
+        tolerance_change=1e-18,
+        line_search_fn="strong_wolfe",
     )
 
     def closure() -> torch.Tensor:
@@ -81,7 +90,11 @@ def finetune_network(network: MLP, x: np.ndarray, y: np.ndarray, settings: Finet
         if stalled or not np.isfinite(latest):
             break
     if not (np.isfinite(current) and current <= before):
-        log.warning("fine-tuning did not improve the loss (%.3e -> %.3e); keeping the network as it was", before, current)
+        log.warning(
+            "fine-tuning did not improve the loss (%.3e -> %.3e); keeping the network as it was",
+            before,
+            current,
+        )
         return network, FinetuneResult(before, before, done, time.perf_counter() - t0)
     for p in tensors:
         p.requires_grad_(False)

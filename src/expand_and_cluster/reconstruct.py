@@ -68,7 +68,9 @@ class RecoverySettings:
 
     def validate(self) -> None:
         if not 0 <= self.min_explained_variance < 1:
-            raise InputError(f"min_explained_variance must be in [0, 1); got {self.min_explained_variance}")
+            raise InputError(
+                f"min_explained_variance must be in [0, 1); got {self.min_explained_variance}"
+            )
         if self.n_students < 2:
             raise InputError(f"n_students must be at least 2; got {self.n_students}")
         min_students(self.gamma, self.n_students)
@@ -108,25 +110,29 @@ class Recovery:
         layers = []
         for rec in self.layers:
             c = rec.clusters
-            layers.append({
-                "cut_height": c.cut_height,
-                "min_students": c.min_students,
-                "beta_deg": c.beta_deg,
-                "summary": c.summary(),
-                "clusters": [
-                    {
-                        "id": i,
-                        "members": int(c.n_members[i]),
-                        "students": int(c.n_students[i]),
-                        "median_angle_deg": None if np.isnan(c.median_angle_deg[i]) else float(c.median_angle_deg[i]),
-                        "status": str(c.status[i]),
-                    }
-                    for i in range(len(c.members))
-                ],
-                "representative_students": rec.representative_student.tolist(),
-                "width_after_clustering": rec.width,
-                "pruned": rec.pruned,
-            })
+            layers.append(
+                {
+                    "cut_height": c.cut_height,
+                    "min_students": c.min_students,
+                    "beta_deg": c.beta_deg,
+                    "summary": c.summary(),
+                    "clusters": [
+                        {
+                            "id": i,
+                            "members": int(c.n_members[i]),
+                            "students": int(c.n_students[i]),
+                            "median_angle_deg": None
+                            if np.isnan(c.median_angle_deg[i])
+                            else float(c.median_angle_deg[i]),
+                            "status": str(c.status[i]),
+                        }
+                        for i in range(len(c.members))
+                    ],
+                    "representative_students": rec.representative_student.tolist(),
+                    "width_after_clustering": rec.width,
+                    "pruned": rec.pruned,
+                }
+            )
         warnings = []
         if self.excluded_students:
             warnings.append(
@@ -138,7 +144,11 @@ class Recovery:
             "excluded_students": self.excluded_students,
             "layers": layers,
             "output_fit_mse": self.output_fit_mse,
-            "finetune": {"loss_before": self.finetune.loss_before, "loss_after": self.finetune.loss_after, "iterations": self.finetune.iterations},
+            "finetune": {
+                "loss_before": self.finetune.loss_before,
+                "loss_after": self.finetune.loss_after,
+                "iterations": self.finetune.iterations,
+            },
             "widths": self.widths,
         }
 
@@ -159,7 +169,9 @@ def expand(
     seed = settings.seed if seed is None else seed
     widths = [x.shape[1], *student_widths, y.shape[1]]
     log.info("expand: %d students of widths %s (%s)", settings.n_students, widths, activation)
-    students = init_students(widths, settings.n_students, activation, seed, settings.train.torch_dtype)
+    students = init_students(
+        widths, settings.n_students, activation, seed, settings.train.torch_dtype
+    )
     return train_students(students, x, y, settings.train, seed, checkpoint=checkpoint)
 
 
@@ -199,7 +211,9 @@ def reconstruct(
         rec = _reconstruct_layer(
             weights[layer], biases[layer], losses[healthy], healthy, n_total, act.symmetry, settings
         )
-        log.info("layer %d: %d neurons recovered (%s)", layer + 1, rec.width, rec.clusters.summary())
+        log.info(
+            "layer %d: %d neurons recovered (%s)", layer + 1, rec.width, rec.clusters.summary()
+        )
         w_new, b_new, out_new, shift = _collapse(rec, weights[layer + 1], healthy, act.symmetry)
         weights[layer] = np.repeat(w_new[None], len(healthy), axis=0)
         biases[layer] = np.repeat(b_new[None], len(healthy), axis=0)
@@ -210,7 +224,12 @@ def reconstruct(
                 [torch.tensor(w) for w in weights], [torch.tensor(b) for b in biases], activation
             )
             rec.retrain = train_students(
-                rewired, x, y, settings.retrain, settings.seed, frozen_layers=layer + 1,
+                rewired,
+                x,
+                y,
+                settings.retrain,
+                settings.seed,
+                frozen_layers=layer + 1,
                 label=f"retrain after layer {layer + 1}",
             )
             weights, biases = rec.retrain.students.numpy()
@@ -227,10 +246,17 @@ def reconstruct(
     network, pruned_again = prune_network(network, x, y, settings.min_explained_variance)
     if any(pruned_again):
         network, finetune = finetune_network(network, x, y, settings.finetune)
-    for number, (rec, first, second) in enumerate(zip(layers, pruned, pruned_again, strict=True), 1):
+    for number, (rec, first, second) in enumerate(
+        zip(layers, pruned, pruned_again, strict=True), 1
+    ):
         rec.pruned = _original_indices(first, second)
         if rec.pruned:
-            log.info("layer %d: pruned %d neuron(s) that explained almost nothing: %s", number, len(rec.pruned), rec.pruned)
+            log.info(
+                "layer %d: pruned %d neuron(s) that explained almost nothing: %s",
+                number,
+                len(rec.pruned),
+                rec.pruned,
+            )
     seconds = time.perf_counter() - t0
     log.info("recovered hidden widths %s in %.1f s", network.hidden_widths, seconds)
     return Recovery(network, layers, fit_mse, finetune, seconds, excluded)
@@ -255,7 +281,9 @@ def recover(
     y = y(x) if callable(y) else y
     trained = expand(x, y, activation, student_widths, settings, checkpoint)
     weights, biases = trained.students.numpy()
-    recovery = reconstruct(weights, biases, trained.final_loss, trained.failed, x, y, activation, settings)
+    recovery = reconstruct(
+        weights, biases, trained.final_loss, trained.failed, x, y, activation, settings
+    )
     return recovery, trained
 
 
@@ -266,13 +294,19 @@ def _as_data(x, y) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_data(x: np.ndarray, y: np.ndarray, student_widths: list[int]) -> None:
     if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
-        raise InputError(f"need inputs (samples, in) and outputs (samples, out) with as many samples; got {x.shape} and {y.shape}")
+        raise InputError(
+            f"need inputs (samples, in) and outputs (samples, out) with as many samples; got {x.shape} and {y.shape}"
+        )
     if not np.isfinite(x).all():
         raise InputError("query inputs contain NaN or inf")
     if not np.isfinite(y).all():
-        raise InputError("teacher outputs contain NaN or inf: the teacher is unusable on these queries; check it or the query range")
+        raise InputError(
+            "teacher outputs contain NaN or inf: the teacher is unusable on these queries; check it or the query range"
+        )
     if not student_widths or min(student_widths) < 1:
-        raise InputError(f"student_widths needs one positive width per hidden layer; got {student_widths}")
+        raise InputError(
+            f"student_widths needs one positive width per hidden layer; got {student_widths}"
+        )
 
 
 def _select(ensemble: StudentEnsemble, keep: np.ndarray) -> StudentEnsemble:
@@ -292,10 +326,18 @@ def _reconstruct_layer(
     settings: RecoverySettings,
 ) -> LayerRecovery:
     n, width = weight.shape[:2]
-    features, scales = canonicalise_neurons(neuron_vectors(weight, bias).reshape(n * width, -1), symmetry)
+    features, scales = canonicalise_neurons(
+        neuron_vectors(weight, bias).reshape(n * width, -1), symmetry
+    )
     local_student = np.repeat(np.arange(n), width)
     clusters = cluster_layer(
-        features, local_student, n_total, symmetry, settings.gamma, settings.beta_deg, settings.cut_rule
+        features,
+        local_student,
+        n_total,
+        symmetry,
+        settings.gamma,
+        settings.beta_deg,
+        settings.cut_rule,
     )
     if len(clusters.kept) == 0:
         raise InputError(
@@ -316,7 +358,9 @@ def _reconstruct_layer(
     )
 
 
-def _collapse(rec: LayerRecovery, next_weight: np.ndarray, student_ids: np.ndarray, symmetry: Symmetry):
+def _collapse(
+    rec: LayerRecovery, next_weight: np.ndarray, student_ids: np.ndarray, symmetry: Symmetry
+):
     """One neuron per kept cluster: the representative student's member (averaged over its
     duplicates, signs aligned) as incoming vector; for every student, the sum of its
     members' outgoing weights (scale and sign undone) as its outgoing weights.
@@ -371,7 +415,9 @@ def _design(h: np.ndarray, x: np.ndarray, symmetry: Symmetry) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def prune_network(network: MLP, x: np.ndarray, y: np.ndarray, min_explained_variance: float) -> tuple[MLP, list[list[int]]]:
+def prune_network(
+    network: MLP, x: np.ndarray, y: np.ndarray, min_explained_variance: float
+) -> tuple[MLP, list[list[int]]]:
     """Remove hidden neurons that explain (almost) nothing of what they feed, top-down.
 
     The last hidden layer is judged by the output, every lower layer by the
@@ -408,7 +454,9 @@ def prune_network(network: MLP, x: np.ndarray, y: np.ndarray, min_explained_vari
     return network, pruned
 
 
-def greedy_prune(design: np.ndarray, targets: np.ndarray, n_candidates: int, min_explained_variance: float) -> list[int]:
+def greedy_prune(
+    design: np.ndarray, targets: np.ndarray, n_candidates: int, min_explained_variance: float
+) -> list[int]:
     """Which of the first ``n_candidates`` columns of ``design`` to drop.
 
     Repeatedly drop the column whose removal raises the least-squares error of

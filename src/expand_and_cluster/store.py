@@ -56,13 +56,19 @@ def _open(path: str | Path, group: str | None = None) -> xr.Dataset:
 def _load(ds: xr.Dataset, name: str, path: Path, group: str | None) -> np.ndarray:
     where = f"{path}" + (f" (group {group})" if group else "")
     if name not in ds:
-        raise InputError(f"store {where} has no array {name!r}: it is incomplete or not an Expand-and-Cluster store")
+        raise InputError(
+            f"store {where} has no array {name!r}: it is incomplete or not an Expand-and-Cluster store"
+        )
     try:
         values = ds[name].values
     except Exception as e:  # a corrupted or truncated chunk fails to decode
-        raise InputError(f"store {where}: array {name!r} cannot be read ({type(e).__name__}: {e}); the store is corrupted, re-create it") from None
+        raise InputError(
+            f"store {where}: array {name!r} cannot be read ({type(e).__name__}: {e}); the store is corrupted, re-create it"
+        ) from None
     if values.dtype.kind == "f" and not np.isfinite(values).all():
-        raise InputError(f"store {where}: array {name!r} contains NaN or inf (a missing or corrupted chunk, or a diverged network)")
+        raise InputError(
+            f"store {where}: array {name!r} contains NaN or inf (a missing or corrupted chunk, or a diverged network)"
+        )
     return values
 
 
@@ -72,18 +78,21 @@ def _write_group(ds: xr.Dataset, path: Path, group: str | None, first: bool) -> 
 
 # -- networks -------------------------------------------------------------------------------
 
+
 def write_network(path: str | Path, network: MLP, attrs: dict[str, Any] | None = None) -> None:
     path = Path(path)
-    root = xr.Dataset(attrs={
-        "kind": "network",
-        "format_version": FORMAT_VERSION,
-        "activation": network.activation,
-        "widths": network.widths,
-        "has_skip": network.skip_weight is not None,
-        "n_layers": len(network.weights),
-        "provenance": provenance(),
-        **(attrs or {}),
-    })
+    root = xr.Dataset(
+        attrs={
+            "kind": "network",
+            "format_version": FORMAT_VERSION,
+            "activation": network.activation,
+            "widths": network.widths,
+            "has_skip": network.skip_weight is not None,
+            "n_layers": len(network.weights),
+            "provenance": provenance(),
+            **(attrs or {}),
+        }
+    )
     _write_group(root, path, None, first=True)
     for layer, (w, b) in enumerate(zip(network.weights, network.biases, strict=True)):
         _write_group(_layer_dataset(w, b), path, f"layer{layer}", first=False)
@@ -103,7 +112,9 @@ def read_network(path: str | Path) -> MLP:
     attrs = root.attrs
     for key in ("activation", "n_layers"):
         if key not in attrs:
-            raise InputError(f"{path} is not a network store (attribute {key!r} missing): write it with `ecluster teacher` or expand_and_cluster.store.write_network")
+            raise InputError(
+                f"{path} is not a network store (attribute {key!r} missing): write it with `ecluster teacher` or expand_and_cluster.store.write_network"
+            )
     weights, biases = [], []
     for layer in range(int(attrs["n_layers"])):
         group = f"layer{layer}"
@@ -122,6 +133,7 @@ def network_attrs(path: str | Path) -> dict[str, Any]:
 
 
 # -- students -------------------------------------------------------------------------------
+
 
 def write_students(
     path: str | Path,
@@ -142,7 +154,13 @@ def write_students(
             "loss_history": (("student", "checkpoint"), np.asarray(loss_history, dtype=np.float64)),
             "history_epoch": (("checkpoint",), np.asarray(history_epochs, dtype=np.int64)),
         },
-        attrs={"kind": "students", "format_version": FORMAT_VERSION, "n_layers": len(weights), "provenance": provenance(), **attrs},
+        attrs={
+            "kind": "students",
+            "format_version": FORMAT_VERSION,
+            "n_layers": len(weights),
+            "provenance": provenance(),
+            **attrs,
+        },
     )
     # A failed student's loss and history may be NaN; keep them but mark them.
     _write_group(root, path, None, first=True)
@@ -195,19 +213,31 @@ def read_students(path: str | Path) -> StudentStore:
         ds = _open(path, group)
         w, b = flat(_raw(ds, "weight", path, group)), flat(_raw(ds, "bias", path, group))
         if len(w) != len(loss) or len(b) != len(loss):
-            raise InputError(f"store {path} (group {group}): {len(w)} students' weights but {len(loss)} losses")
+            raise InputError(
+                f"store {path} (group {group}): {len(w)} students' weights but {len(loss)} losses"
+            )
         if weights and w.shape[2] != weights[-1].shape[1]:
-            raise InputError(f"store {path} (group {group}): weight {w.shape} does not take layer {layer - 1}'s {weights[-1].shape[1]} outputs")
+            raise InputError(
+                f"store {path} (group {group}): weight {w.shape} does not take layer {layer - 1}'s {weights[-1].shape[1]} outputs"
+            )
         weights.append(w)
         biases.append(b)
     for name, arrays in (("weight", weights), ("bias", biases), ("loss", [loss])):
         for a in arrays:
             bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1) & ~failed
             if bad.any():
-                raise InputError(f"store {path}: {name} of healthy student(s) {np.flatnonzero(bad).tolist()} contains NaN or inf (a missing or corrupted chunk?)")
+                raise InputError(
+                    f"store {path}: {name} of healthy student(s) {np.flatnonzero(bad).tolist()} contains NaN or inf (a missing or corrupted chunk?)"
+                )
     return StudentStore(
-        weights, biases, loss, failed, history, _raw(root, "history_epoch", path, None),
-        np.repeat(seeds, per_seed), dict(root.attrs),
+        weights,
+        biases,
+        loss,
+        failed,
+        history,
+        _raw(root, "history_epoch", path, None),
+        np.repeat(seeds, per_seed),
+        dict(root.attrs),
     )
 
 
@@ -215,14 +245,20 @@ def _raw(ds: xr.Dataset, name: str, path: Path, group: str | None) -> np.ndarray
     """Like _load, but NaN is allowed (failed students); checked by the caller."""
     where = f"{path}" + (f" (group {group})" if group else "")
     if name not in ds:
-        raise InputError(f"store {where} has no array {name!r}: it is incomplete or not an Expand-and-Cluster store")
+        raise InputError(
+            f"store {where} has no array {name!r}: it is incomplete or not an Expand-and-Cluster store"
+        )
     try:
         return ds[name].values
     except Exception as e:
-        raise InputError(f"store {where}: array {name!r} cannot be read ({type(e).__name__}: {e}); the store is corrupted, re-create it") from None
+        raise InputError(
+            f"store {where}: array {name!r} cannot be read ({type(e).__name__}: {e}); the store is corrupted, re-create it"
+        ) from None
 
 
-def gather_students(paths: list[str | Path], seeds: list[int], out: str | Path, attrs: dict[str, Any] | None = None) -> None:
+def gather_students(
+    paths: list[str | Path], seeds: list[int], out: str | Path, attrs: dict[str, Any] | None = None
+) -> None:
     """Combine per-job student stores (one per seed, same architecture) into one store with
     a leading ``seed`` dimension. Every input is checked first; a missing or damaged one
     stops the gather with its name."""
@@ -232,13 +268,21 @@ def gather_students(paths: list[str | Path], seeds: list[int], out: str | Path, 
     first = parts[0]
     for p, part in zip(paths, parts, strict=True):
         shapes = [w.shape for w in part.weights]
-        if shapes != [w.shape for w in first.weights] or part.loss_history.shape != first.loss_history.shape:
-            raise InputError(f"store {p} holds students of shapes {shapes}, unlike {paths[0]} ({[w.shape for w in first.weights]}): gather only one architecture")
+        if (
+            shapes != [w.shape for w in first.weights]
+            or part.loss_history.shape != first.loss_history.shape
+        ):
+            raise InputError(
+                f"store {p} holds students of shapes {shapes}, unlike {paths[0]} ({[w.shape for w in first.weights]}): gather only one architecture"
+            )
     root = xr.Dataset(
         {
             "loss": (("seed", "student"), np.stack([p.loss for p in parts])),
             "failed": (("seed", "student"), np.stack([p.failed for p in parts])),
-            "loss_history": (("seed", "student", "checkpoint"), np.stack([p.loss_history for p in parts])),
+            "loss_history": (
+                ("seed", "student", "checkpoint"),
+                np.stack([p.loss_history for p in parts]),
+            ),
             "history_epoch": (("checkpoint",), first.history_epoch),
         },
         coords={"seed": np.asarray(seeds, dtype=np.int64)},
@@ -254,7 +298,12 @@ def gather_students(paths: list[str | Path], seeds: list[int], out: str | Path, 
     for layer in range(len(first.weights)):
         w = np.stack([p.weights[layer] for p in parts])
         b = np.stack([p.biases[layer] for p in parts])
-        ds = xr.Dataset({"weight": (("seed", "student", "out", "in"), w), "bias": (("seed", "student", "out"), b)})
+        ds = xr.Dataset(
+            {
+                "weight": (("seed", "student", "out", "in"), w),
+                "bias": (("seed", "student", "out"), b),
+            }
+        )
         encoding = {"weight": {"chunks": (1, *w.shape[1:])}, "bias": {"chunks": (1, *b.shape[1:])}}
         ds.to_zarr(out, group=f"layer{layer}", mode="a", encoding=encoding, **_ZARR)
 
@@ -280,7 +329,10 @@ def write_recovery(path: str | Path, recovery: Any, attrs: dict[str, Any] | None
                 "n_members": (("cluster",), c.n_members),
                 "n_students": (("cluster",), c.n_students),
                 "median_angle_deg": (("cluster",), c.median_angle_deg),
-                "status": (("cluster",), np.array([STATUS_CODES.index(s) for s in c.status], dtype=np.int8)),
+                "status": (
+                    ("cluster",),
+                    np.array([STATUS_CODES.index(s) for s in c.status], dtype=np.int8),
+                ),
             },
             attrs={
                 "status_codes": list(STATUS_CODES),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
@@ -106,14 +107,18 @@ def train_teacher(
     """A classifier trained with cross-entropy (Adam) on ``(x, labels)``: the teacher of a
     data-set experiment. Its outputs (logits) are what the students imitate."""
     if x.ndim != 2 or labels.shape != (x.shape[0],):
-        raise InputError(f"need x (samples, in) and labels (samples,); got {x.shape} and {labels.shape}")
+        raise InputError(
+            f"need x (samples, in) and labels (samples,); got {x.shape} and {labels.shape}"
+        )
     n_classes = int(labels.max()) + 1
     sizes = [x.shape[1], *hidden_widths, n_classes]
     gen = torch_generator(seed, "trained-teacher")
     weights, biases = [], []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         bound = 1.0 / np.sqrt(fan_in)
-        weights.append((torch.rand(fan_out, fan_in, generator=gen, dtype=torch.float64) * 2 - 1) * bound)
+        weights.append(
+            (torch.rand(fan_out, fan_in, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+        )
         biases.append((torch.rand(fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound)
     net = MLP([w.numpy() for w in weights], [b.numpy() for b in biases], activation)
     params = net.torch_parameters()
@@ -125,7 +130,9 @@ def train_teacher(
         order = torch.randperm(len(xt), generator=torch_generator(seed, "teacher-order", epoch))
         for start in range(0, len(xt), batch_size):
             idx = order[start : start + batch_size]
-            loss = torch.nn.functional.cross_entropy(torch_forward(params, xt[idx], activation), yt[idx])
+            loss = torch.nn.functional.cross_entropy(
+                torch_forward(params, xt[idx], activation), yt[idx]
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -133,5 +140,11 @@ def train_teacher(
             with torch.no_grad():
                 logits = torch_forward(params, xt, activation)
                 acc = (logits.argmax(1) == yt).double().mean().item()
-            log.info("teacher epoch %d/%d: loss %.4f, train accuracy %.3f", epoch + 1, epochs, loss.item(), acc)
+            log.info(
+                "teacher epoch %d/%d: loss %.4f, train accuracy %.3f",
+                epoch + 1,
+                epochs,
+                loss.item(),
+                acc,
+            )
     return MLP.from_torch(params, activation)
