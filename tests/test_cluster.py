@@ -144,3 +144,23 @@ def test_gamma_checks():
         min_students(0.1, 10)
     with pytest.raises(InputError, match="gamma must be in"):
         min_students(1.5, 10)
+
+
+@pytest.mark.parametrize("n", [2, 3, 50, 700])
+def test_linkage_is_scipys_average_linkage_bit_for_bit(n, rng):
+    """Our vectorised nearest-neighbour chain gives scipy's merges and heights exactly,
+    ties included (repeated points make ties)."""
+    from scipy.spatial.distance import squareform
+
+    from expand_and_cluster.cluster import _average_linkage, _square_distances
+
+    x = rng.normal(size=(n, 5))
+    if n > 10:
+        x[n // 2 :: 7] = x[0]  # exact duplicates: tied distances
+    square = squareform(pdist(x))
+    np.fill_diagonal(square, np.inf)
+    np.testing.assert_array_equal(_average_linkage(square), linkage(pdist(x), "average"))
+    # From our BLAS distances (equal to pdist up to rounding) the tree is the same.
+    ours = _average_linkage(_square_distances(x, False))
+    np.testing.assert_array_equal(ours[:, [0, 1, 3]], linkage(pdist(x), "average")[:, [0, 1, 3]])
+    np.testing.assert_allclose(ours[:, 2], linkage(pdist(x), "average")[:, 2], rtol=1e-12, atol=1e-12)
