@@ -9,6 +9,7 @@ Students whose loss becomes NaN or inf are frozen and marked failed.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -191,7 +192,7 @@ def init_students(
     get_activation(activation)
     if n_students < 1 or len(widths) < 2 or min(widths) < 1:
         raise InputError(f"need at least one student and positive widths; got N={n_students}, widths={widths}")
-    weights = [torch.empty(n_students, o, i, dtype=dtype) for i, o in zip(widths[:-1], widths[1:], strict=True)]
+    weights = [torch.empty(n_students, o, i, dtype=dtype) for i, o in itertools.pairwise(widths)]
     biases = [torch.empty(n_students, o, dtype=dtype) for o in widths[1:]]
     for k in range(n_students):
         gen = torch_generator(seed, "student-init", k)
