@@ -252,6 +252,16 @@ def student_attrs(wildcards):
     }
 
 
+def training_checkpoint(wildcards):
+    """Where a training job keeps its resumable state: outside its output (Snakemake deletes
+    an incomplete output) and named by the job's settings, so that a changed config never
+    resumes a stale state."""
+    digest = student_attrs(wildcards)["config_hash"]
+    return "results/{study}/checkpoints/{teacher}/{expansion}/seed{seed}-{digest}.pt".format(
+        digest=digest, **wildcards
+    )
+
+
 def seed_stores(wildcards):
     return expand(
         "results/{study}/{teacher}/students/{expansion}/seed{seed}.zarr",

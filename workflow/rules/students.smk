@@ -20,6 +20,7 @@ rule train_students:
         n_students=config["students"]["per_job"],
         settings=config["students"]["train"],
         attrs=student_attrs,
+        checkpoint=training_checkpoint,
     script:
         "../scripts/train_students.py"
 

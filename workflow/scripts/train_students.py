@@ -1,4 +1,11 @@
-"""Train one job's students (one teacher x expansion x seed) and write their store."""
+"""Train one job's students (one teacher x expansion x seed) and write their store.
+
+Training checkpoints to ``params.checkpoint``; a job killed mid-run resumes from there when
+the study is re-run (``snakemake --rerun-incomplete``). The checkpoint goes once the store
+is written.
+"""
+
+from pathlib import Path
 
 import _study
 
@@ -15,7 +22,7 @@ widths = [x.shape[1], *p.widths, y.shape[1]]
 label = f"{snakemake.wildcards.teacher} {snakemake.wildcards.expansion} seed {seed}"
 log.info("%s: %d students of widths %s on %d queries", label, p.n_students, widths, len(x))
 students = init_students(widths, p.n_students, p.activation, seed, settings.torch_dtype)
-result = train_students(students, x, y, settings, seed, label=label)
+result = train_students(students, x, y, settings, seed, checkpoint=p.checkpoint, label=label)
 weights, biases = result.students.numpy()
 attrs = {**p.attrs, "epochs": result.epochs, "stop_reason": result.stop_reason}
 write_students(
@@ -29,3 +36,4 @@ write_students(
     attrs,
 )
 log.info("%s: %.1f s of training, written to %s", label, result.seconds, snakemake.output[0])
+Path(p.checkpoint).unlink(missing_ok=True)
