@@ -272,8 +272,8 @@ def _by_expansion(metrics: list[dict[str, Any]], key: str) -> dict[Any, dict[flo
 
 
 def identifiability_figure(metrics: list[dict[str, Any]]) -> Figure:
-    """Synthetic problems: (left) the fraction recovered exactly (right widths, every teacher
-    neuron matched) against the expansion factor, per activation; (right) the angle of every
+    """Synthetic problems: (left) the fraction recovered exactly (status ``exact`` in the
+    metrics: right widths, every teacher neuron close to its match) against the expansion factor, per activation; (right) the angle of every
     matched teacher neuron, per activation and expansion (log scale)."""
     synthetic = [m for m in metrics if m.get("kind") == "synthetic"]
     fig = Figure(figsize=(10.0, 4.0))

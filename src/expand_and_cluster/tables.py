@@ -43,6 +43,7 @@ SUMMARY_COLUMNS = (
     "beta_deg",
     "problems",
     "exact",
+    "approximate",
     "inexact",
     "failed",
     "fraction_exact",
@@ -57,6 +58,10 @@ TIMING_COLUMNS = (
     "recovery",
     "recovery_s",
 )
+
+
+# Recovery statuses, best first (see the study's evaluate step).
+STATUSES = ("exact", "approximate", "inexact", "failed")
 
 
 def _natural_key(text: str) -> list:
@@ -115,7 +120,8 @@ def recovery_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
 
 def summary_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
     """Per kind x activation x expansion x gamma x beta: how many problems were recovered
-    exactly, inexactly (wrong widths or unmatched neurons) or not at all."""
+    exactly, approximately (right widths, some neuron not within the exact angle),
+    inexactly (wrong widths or unmatched neurons) or not at all."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for m in metrics:
         key = (
@@ -131,7 +137,7 @@ def summary_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
     for key in sorted(groups):
         _, kind, act, expansion, gamma, beta = key
         ms = groups[key]
-        counts = {s: sum(m["status"] == s for m in ms) for s in ("exact", "inexact", "failed")}
+        counts = {s: sum(m["status"] == s for m in ms) for s in STATUSES}
         losses = [m["student_loss_median"] for m in ms if m["student_loss_median"] is not None]
         rows.append(
             {

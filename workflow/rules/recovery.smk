@@ -41,5 +41,6 @@ rule evaluate:
         heldout=heldout_spec,
         labels=recovery_labels,
         student_widths=student_widths,
+        settings=config["evaluation"],
     script:
         "../scripts/evaluate.py"

@@ -12,6 +12,19 @@ from expand_and_cluster.evaluate import compare_networks
 from expand_and_cluster.store import read_network, read_students, write_json
 
 snakemake = globals()["snakemake"]  # injected by Snakemake
+
+
+def status(comparison, angles, exact_angle_deg):
+    """exact: the teacher's widths and every teacher neuron within exact_angle_deg of its
+    match; approximate: the teacher's widths and every teacher neuron matched (within the
+    library's matching angle) but not that closely; inexact: wrong widths or unmatched
+    neurons."""
+    complete = comparison["exact_widths"] and not any(comparison["missing"])
+    if complete and not any(comparison["excess"]):
+        return "exact" if max(angles, default=0.0) <= exact_angle_deg else "approximate"
+    return "inexact"
+
+
 log = _study.start(snakemake)
 p = snakemake.params
 with open(snakemake.input.summary) as f:
@@ -33,17 +46,13 @@ metrics = {
     else None,
     "n_queries": len(x),
     "n_test": len(x_test),
+    "exact_angle_deg": p.settings["exact_angle_deg"],
     "recovery_status": summary["status"],
     "reason": summary["reason"],
 }
 if summary["status"] == "ok":
     network = read_network(snakemake.input.store)
     comparison = compare_networks(network, teacher, x_test)
-    exact = (
-        comparison["exact_widths"]
-        and not any(comparison["missing"])
-        and not any(comparison["excess"])
-    )
     angles = [a for layer in comparison["angles_deg"] for a in layer if a is not None]
     metrics.update(
         comparison,
@@ -51,7 +60,7 @@ if summary["status"] == "ok":
         teacher_output_std=float(teacher(x_test).std()),
         angle_median_deg=float(np.median(angles)) if angles else None,
         angle_max_deg=float(np.max(angles)) if angles else None,
-        status="exact" if exact else "inexact",
+        status=status(comparison, angles, p.settings["exact_angle_deg"]),
     )
     log.info(
         "widths %s (teacher %s), missing %s, excess %s, RMSE %.3e: %s",
