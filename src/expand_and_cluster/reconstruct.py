@@ -482,7 +482,7 @@ def greedy_prune(
 def _prune_with_polish(network: MLP, finetune: FinetuneResult, x, y, settings: RecoverySettings):
     """Try removing each hidden layer's least important neuron and polishing again; keep
     the removal when the polished network still explains all but ``min_explained_variance``
-    of the output variance. This catches what the drop-one test cannot: one neuron of the
+    of the output variance and fits no worse than (twice) before. This catches what the drop-one test cannot: one neuron of the
     unknown network shared by two recovered neurons a few degrees apart, which only a
     re-polish merges."""
     tolerance = settings.min_explained_variance * float(np.sum(np.var(y, axis=0)))
@@ -494,7 +494,8 @@ def _prune_with_polish(network: MLP, finetune: FinetuneResult, x, y, settings: R
             weakest = int(np.argmin(_importance(network, x, layer)))
             trial = _without_neuron(network, layer, weakest)
             trial, result = finetune_network(trial, x, y, settings.finetune)
-            if not result.loss_after < tolerance:
+            # A merged duplicate polishes to the same loss or lower; a lost neuron does not.
+            if not (result.loss_after < tolerance and result.loss_after <= 2 * finetune.loss_after):
                 break
             network, finetune = trial, result
             pruned[layer].append(weakest)
