@@ -22,6 +22,7 @@ RECOVERY_COLUMNS = (
     "sizes",
     "expansion",
     "N",
+    "students_failed",
     "gamma",
     "beta_deg",
     "teacher_widths",
@@ -33,6 +34,7 @@ RECOVERY_COLUMNS = (
     "rmse",
     "student_loss_median",
     "recovered_loss",
+    "notes",
     "status",
 )
 SUMMARY_COLUMNS = (
@@ -80,6 +82,12 @@ def _number(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
+def _notes(m: dict[str, Any]) -> str:
+    """Why a recovery failed, or what it warned about (failed students excluded...)."""
+    notes = [m["reason"]] if m.get("reason") else []
+    return "; ".join(notes + list(m.get("warnings") or []))
+
+
 def _sort_key(m: dict[str, Any]) -> tuple:
     return (
         m["kind"] != "synthetic",
@@ -101,6 +109,7 @@ def recovery_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
                 "sizes": _widths(m["sizes"]),
                 "expansion": f"{float(m['expansion']):g}",
                 "N": str(m["n_students"]),
+                "students_failed": str(m["students_failed"]),
                 "gamma": f"{m['gamma']:g}",
                 "beta_deg": f"{m['beta_deg']:g}",
                 "teacher_widths": _widths(m["teacher_widths"]),
@@ -112,6 +121,7 @@ def recovery_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
                 "rmse": _number(m["rmse"]),
                 "student_loss_median": _number(m["student_loss_median"]),
                 "recovered_loss": _number(m["recovered_loss"]),
+                "notes": _notes(m),
                 "status": m["status"],
             }
         )

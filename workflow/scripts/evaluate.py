@@ -49,6 +49,8 @@ metrics = {
     "exact_angle_deg": p.settings["exact_angle_deg"],
     "recovery_status": summary["status"],
     "reason": summary["reason"],
+    # Failed students excluded from clustering, and other warnings of the recovery.
+    "warnings": (summary["diagnostics"] or {}).get("warnings", []),
 }
 if summary["status"] == "ok":
     network = read_network(snakemake.input.store)
