@@ -1,6 +1,8 @@
 """The Snakemake study: configuration checks, the paper-scale DAG, an end-to-end run of
 config/test.yaml in a temporary directory, the student store round trip, and the rerun
-rules (a finished study re-runs nothing; a new gamma re-runs recovery, never training)."""
+rules (a finished study re-runs nothing; a new gamma re-runs recovery, never training).
+Kill-and-resume, determinism across core counts, concurrent studies and failed students
+are in test_workflow_reliability.py."""
 
 from __future__ import annotations
 
@@ -8,52 +10,21 @@ import itertools
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from study_runner import REPO, job_counts, snakemake, write_config
 
 from expand_and_cluster.activations import ACTIVATIONS
 from expand_and_cluster.store import gather_students, read_students, write_students
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake is not installed"),
     # Snakemake leaves a .snakemake_timestamp file inside directory() outputs (the stores).
     pytest.mark.filterwarnings("ignore:Object at .snakemake_timestamp:UserWarning"),
 ]
-
-
-def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the snakemake command line (as a user would) on this repository's Snakefile."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The "Job stats" table of a (dry) run: rule -> number of jobs."""
-    counts, in_table = {}, False
-    for line in output.splitlines():
-        if line.startswith("Job stats"):
-            in_table = True
-            continue
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if in_table and match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-        elif in_table and line.strip().startswith("total"):
-            break
-    return counts
-
-
-def write_config(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -77,8 +48,24 @@ def write_config(path: Path, data: dict) -> Path:
             r"teachers\.synthetic\.0\.activations\.0: 'relux' is not one of \['relu'",
         ),
         (
+            {"recovery": {"gammas": [0]}},
+            r"recovery\.gammas\.0: 0 is less than or equal to the minimum of 0",
+        ),
+        (
             {"teachers": {"synthetic": [{"activations": ["tanh"], "sizes": ["4;3;1"]}]}},
-            r"does not match",
+            r"teachers\.synthetic\.0\.sizes\.0: '4;3;1' does not match",
+        ),
+        (
+            {"teachers": {"synthetic": [{"activations": ["tanh"], "sizes": ["4,-3,1"]}]}},
+            r"teachers\.synthetic\.0\.sizes\.0: '4,-3,1' does not match",
+        ),
+        (
+            {"students": {"per_job": -2}},
+            r"students\.per_job: -2 is less than the minimum of 1",
+        ),
+        (
+            {"students": {"expansions": ["four"]}},
+            r"students\.expansions\.0: 'four' is not of type 'number'",
         ),
     ],
 )
@@ -180,16 +167,6 @@ def test_student_store_round_trip_and_gather(tmp_path):
 # -- end to end ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def test_study(tmp_path_factory):
-    """config/test.yaml run once into a temporary directory (results/ stays untouched)."""
-    workdir = tmp_path_factory.mktemp("study")
-    result = snakemake(
-        "--cores", "2", "--configfile", "config/test.yaml", "--directory", str(workdir)
-    )
-    return workdir, result
-
-
 @pytest.mark.slow
 def test_test_study_runs_every_rule(test_study):
     workdir, result = test_study
@@ -209,7 +186,7 @@ def test_test_study_runs_every_rule(test_study):
     assert expected_rules <= set(done), done
     out = workdir / "results" / "test"
     csv = (out / "tables" / "recoveries.csv").read_text().splitlines()
-    assert csv[0].startswith("teacher,activation,sizes,expansion,N,gamma,beta_deg")
+    assert csv[0].startswith("teacher,activation,sizes,expansion,N,students_failed,gamma,beta_deg")
     assert len(csv) == 1 + 2  # 2 teachers x 1 expansion x 1 gamma/beta
     for row in csv[1:]:
         assert row.split(",")[-1] in ("exact", "approximate", "inexact", "failed")
@@ -242,15 +219,23 @@ def test_gathered_store_pools_the_seed_jobs(test_study):
     assert len(attrs["config_hash"]) == 16 and "torch" in attrs["provenance"]
 
 
+def modification_times(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
 @pytest.mark.slow
-def test_finished_study_reruns_nothing(test_study):
+def test_finished_study_reruns_nothing_and_touches_no_file(test_study):
     workdir, _ = test_study
-    result = snakemake("-n", "--configfile", "config/test.yaml", "--directory", str(workdir))
+    results = workdir / "results"
+    before = modification_times(results)
+    result = snakemake("--cores", "2", "--configfile", "config/test.yaml", "--directory", str(workdir))
     assert "Nothing to be done" in result.stdout + result.stderr
+    assert modification_times(results) == before
 
 
 @pytest.mark.slow
 def test_tables_are_deterministic(test_study):
+    """Re-evaluating every recovery (and everything downstream) gives the same bytes."""
     workdir, _ = test_study
     tables = workdir / "results" / "test" / "tables"
     before = {p.name: p.read_bytes() for p in tables.glob("*") if not p.name.startswith("timings")}
@@ -263,8 +248,6 @@ def test_tables_are_deterministic(test_study):
         str(workdir),
         "--forcerun",
         "evaluate",
-        "--until",
-        "tables",
     )
     after = {p.name: p.read_bytes() for p in tables.glob("*") if not p.name.startswith("timings")}
     assert before == after
