@@ -346,10 +346,11 @@ def identifiability_figure(metrics: list[dict[str, Any]]) -> Figure:
 
 
 def expansion_control_figure(metrics: list[dict[str, Any]]) -> Figure:
-    """Per teacher, the median final training loss of its students at every expansion, and
-    the loss of the network recovered from the widest students, on the same queries (log
-    scale; lines join one teacher's points). Students as wide as the teacher (expansion 1)
-    are the control: they tend to stop at higher loss."""
+    """Per teacher, the median final training loss of its students at every expansion (a
+    vertical bar spans the best to the worst student), and the loss of the network
+    recovered from the widest students, on the same queries (log scale; lines join one
+    teacher's points). Students as wide as the teacher (expansion 1) are the control: they
+    tend to stop at higher loss."""
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.add_subplot()
     first_setting = sorted({m["recovery_id"] for m in metrics})[:1]
@@ -361,13 +362,15 @@ def expansion_control_figure(metrics: list[dict[str, Any]]) -> Figure:
     widest = expansions[-1]
     categories = [f"students x{x:g}" for x in expansions] + [f"recovered from x{widest:g}"]
     by_teacher: dict[str, dict[str, float]] = defaultdict(dict)
+    spread: dict[str, dict[str, tuple[float, float]]] = defaultdict(dict)
     kinds = {}
     for m in metrics:
         kinds[m["teacher"]] = m["kind"]
         if m["student_loss_median"] is not None:
-            by_teacher[m["teacher"]][f"students x{float(m['expansion']):g}"] = m[
-                "student_loss_median"
-            ]
+            category = f"students x{float(m['expansion']):g}"
+            by_teacher[m["teacher"]][category] = m["student_loss_median"]
+            losses = [v for v in m["student_loss"] if v is not None]
+            spread[m["teacher"]][category] = (min(losses), max(losses))
         if float(m["expansion"]) == widest and m.get("recovered_loss") is not None:
             by_teacher[m["teacher"]][categories[-1]] = m["recovered_loss"]
     floor = 1e-20
@@ -377,6 +380,10 @@ def expansion_control_figure(metrics: list[dict[str, Any]]) -> Figure:
         ys = [max(values[categories[j]], floor) for j in xs]
         jitter = (i / max(1, len(by_teacher) - 1) - 0.5) * 0.3
         ax.plot(np.array(xs) + jitter, ys, "-", color="0.8", linewidth=0.6, zorder=1)
+        for j in xs:
+            if categories[j] in spread[teacher]:
+                lo, hi = spread[teacher][categories[j]]
+                ax.vlines(j + jitter, max(lo, floor), max(hi, floor), color=f"C{j}", alpha=0.35, linewidth=1, zorder=1)
         ax.scatter(
             np.array(xs) + jitter,
             ys,
@@ -390,7 +397,7 @@ def expansion_control_figure(metrics: list[dict[str, Any]]) -> Figure:
     ax.set_xticklabels(categories)
     ax.set_ylabel("final training loss (MSE on the queries)")
     ax.set_title(
-        f"{len(by_teacher)} teachers; students: median over the N students"
+        f"{len(by_teacher)} teachers; students: median (bar: best to worst student)"
         + (f"; recovery {first_setting[0]}" if first_setting else ""),
         fontsize=9,
     )
