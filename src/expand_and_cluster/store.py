@@ -53,7 +53,12 @@ def _open(path: str | Path, group: str | None = None) -> xr.Dataset:
         raise InputError(f"cannot read {where}store {path}: {type(e).__name__}: {e}") from None
 
 
-def _load(ds: xr.Dataset, name: str, path: Path, group: str | None) -> np.ndarray:
+def _load(
+    ds: xr.Dataset, name: str, path: Path, group: str | None, allow_nan: bool = False
+) -> np.ndarray:
+    """Array ``name`` of ``ds``, refused with the store and the problem named when it is
+    missing, cannot be decoded, or (unless ``allow_nan``: failed students, checked by the
+    caller) holds NaN or inf."""
     where = f"{path}" + (f" (group {group})" if group else "")
     if name not in ds:
         raise InputError(
@@ -65,7 +70,7 @@ def _load(ds: xr.Dataset, name: str, path: Path, group: str | None) -> np.ndarra
         raise InputError(
             f"store {where}: array {name!r} cannot be read ({type(e).__name__}: {e}); the store is corrupted, re-create it"
         ) from None
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
+    if not allow_nan and values.dtype.kind == "f" and not np.isfinite(values).all():
         raise InputError(
             f"store {where}: array {name!r} contains NaN or inf (a missing or corrupted chunk, or a diverged network)"
         )
@@ -203,15 +208,16 @@ def read_students(path: str | Path) -> StudentStore:
         return a.reshape(-1, *a.shape[lead:]) if gathered else a
 
     failed = flat(_load(root, "failed", path, None)).astype(bool)
-    loss = flat(_raw(root, "loss", path, None))
-    history = flat(_raw(root, "loss_history", path, None))
+    loss = flat(_load(root, "loss", path, None, allow_nan=True))
+    history = flat(_load(root, "loss_history", path, None, allow_nan=True))
     seeds = root["seed"].values if gathered else np.array([root.attrs.get("seed", 0)])
     per_seed = len(loss) // len(seeds)
     weights, biases = [], []
     for layer in range(int(root.attrs["n_layers"])):
         group = f"layer{layer}"
         ds = _open(path, group)
-        w, b = flat(_raw(ds, "weight", path, group)), flat(_raw(ds, "bias", path, group))
+        w = flat(_load(ds, "weight", path, group, allow_nan=True))
+        b = flat(_load(ds, "bias", path, group, allow_nan=True))
         if len(w) != len(loss) or len(b) != len(loss):
             raise InputError(
                 f"store {path} (group {group}): {len(w)} students' weights but {len(loss)} losses"
@@ -235,25 +241,10 @@ def read_students(path: str | Path) -> StudentStore:
         loss,
         failed,
         history,
-        _raw(root, "history_epoch", path, None),
+        _load(root, "history_epoch", path, None, allow_nan=True),
         np.repeat(seeds, per_seed),
         dict(root.attrs),
     )
-
-
-def _raw(ds: xr.Dataset, name: str, path: Path, group: str | None) -> np.ndarray:
-    """Like _load, but NaN is allowed (failed students); checked by the caller."""
-    where = f"{path}" + (f" (group {group})" if group else "")
-    if name not in ds:
-        raise InputError(
-            f"store {where} has no array {name!r}: it is incomplete or not an Expand-and-Cluster store"
-        )
-    try:
-        return ds[name].values
-    except Exception as e:
-        raise InputError(
-            f"store {where}: array {name!r} cannot be read ({type(e).__name__}: {e}); the store is corrupted, re-create it"
-        ) from None
 
 
 def gather_students(
@@ -350,7 +341,7 @@ def read_clusters(path: str | Path, layer: int) -> xr.Dataset:
     """The cluster diagnostics of one hidden layer of a recovery store."""
     ds = _open(path, f"clusters{layer}")
     for name in ("features", "label", "linkage", "status", "median_angle_deg", "n_students"):
-        _raw(ds, name, Path(path), f"clusters{layer}")
+        _load(ds, name, Path(path), f"clusters{layer}", allow_nan=True)
     return ds.load()
 
 
