@@ -151,8 +151,9 @@ def test_gamma_times_n_below_two(ecluster, teacher_store, tmp_path):
     )
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")
 def test_nan_teacher_outputs(ecluster, tmp_path):
-    # Finite weights whose outputs overflow to inf - inf = NaN.
+    # Finite weights whose outputs overflow to inf - inf = NaN (the overflow is the point).
     huge = MLP(
         [np.full((2, 2), 1e200), np.array([[1e200, -1e200]])], [np.zeros(2), np.zeros(1)], "relu"
     )
