@@ -345,6 +345,11 @@ def read_clusters(path: str | Path, layer: int) -> xr.Dataset:
     return ds.load()
 
 
+def read_json(path: str | Path) -> Any:
+    """The data of a JSON file written by :func:`write_json`."""
+    return json.loads(Path(path).read_text())
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """JSON with sorted keys and a trailing newline, so equal data gives equal bytes."""
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=True) + "\n")

@@ -3,13 +3,11 @@
 The metrics hold no clock times, so the same configuration gives the same bytes.
 """
 
-import json
-
 import _study
 import numpy as np
 
 from expand_and_cluster.evaluate import compare_networks
-from expand_and_cluster.store import read_network, read_students, write_json
+from expand_and_cluster.store import read_json, read_network, read_students, write_json
 
 snakemake = globals()["snakemake"]  # injected by Snakemake
 
@@ -27,8 +25,7 @@ def status(comparison, angles, exact_angle_deg):
 
 log = _study.start(snakemake)
 p = snakemake.params
-with open(snakemake.input.summary) as f:
-    summary = json.load(f)
+summary = read_json(snakemake.input.summary)
 teacher = read_network(snakemake.input.teacher)
 students = read_students(snakemake.input.students)
 x, y = _study.read_queries(snakemake.input.queries)

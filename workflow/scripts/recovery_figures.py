@@ -1,22 +1,18 @@
 """The figures of one recovery: the paper's Fig. 3 trio (similarity matrix, dendrogram, cluster
 angles against beta) and the alignment of the recovered neurons with the teacher's."""
 
-import json
-
 import _study
 
 from expand_and_cluster import figures
 from expand_and_cluster.activations import get_activation
-from expand_and_cluster.store import network_attrs, read_clusters
+from expand_and_cluster.store import network_attrs, read_clusters, read_json
 
 snakemake = globals()["snakemake"]  # injected by Snakemake
 log = _study.start(snakemake)
 settings = snakemake.params.settings
 out = snakemake.output
-with open(snakemake.input.summary) as f:
-    summary = json.load(f)
-with open(snakemake.input.metrics) as f:
-    metrics = json.load(f)
+summary = read_json(snakemake.input.summary)
+metrics = read_json(snakemake.input.metrics)
 
 if summary["status"] == "ok":
     attrs = network_attrs(snakemake.input.store)

@@ -2,20 +2,17 @@
 expansion, and the timings (training and recovery seconds from Snakemake's benchmark files)."""
 
 import csv
-import json
 from pathlib import Path
 
 import _study
 
 from expand_and_cluster import tables
+from expand_and_cluster.store import read_json
 
 snakemake = globals()["snakemake"]  # injected by Snakemake
 log = _study.start(snakemake)
 out = snakemake.output
-metrics = []
-for path in snakemake.input.metrics:
-    with open(path) as f:
-        metrics.append(json.load(f))
+metrics = [read_json(path) for path in snakemake.input.metrics]
 
 
 def benchmark(path):
