@@ -54,6 +54,11 @@ def sizes_id(sizes):
     return "-".join(str(s) for s in sizes)
 
 
+def distribution_id(distribution):
+    """The input distribution's part of a teacher id: none for the default (gaussian)."""
+    return "" if distribution == "gaussian" else f"-{distribution}"
+
+
 def parse_widths(text):
     return [int(part) for part in str(text).split(",")]
 
@@ -81,10 +86,9 @@ def build_teachers(cfg):
                 sizes = parse_widths(text)
                 for seed in group["seeds"]:
                     dist = group["inputs"]
-                    suffix = "" if dist == "gaussian" else f"-{dist}"
                     add(
                         {
-                            "id": f"{act}-{sizes_id(sizes)}{suffix}-s{seed}",
+                            "id": f"{act}-{sizes_id(sizes)}{distribution_id(dist)}-s{seed}",
                             "kind": "synthetic",
                             "activation": act,
                             "sizes": sizes,
@@ -99,10 +103,9 @@ def build_teachers(cfg):
                 hidden = parse_widths(text)
                 for seed in group["seeds"]:
                     dist = group["queries"]
-                    suffix = "" if dist == "gaussian" else f"-{dist}"
                     add(
                         {
-                            "id": f"digits-{act}-{sizes_id(hidden)}{suffix}-s{seed}",
+                            "id": f"digits-{act}-{sizes_id(hidden)}{distribution_id(dist)}-s{seed}",
                             "kind": "digits",
                             "activation": act,
                             "sizes": [64, *hidden, 10],
