@@ -1,21 +1,48 @@
 """Benchmark 4: the default study (``snakemake --cores all``), per rule, from the rules'
 ``benchmark:`` files (``results/<study>/benchmarks/<rule>/...tsv``).
 
-Nothing is launched here: this reads what the last study run left. Per rule: jobs, summed
-and largest job seconds, largest peak RSS; per study: the summed job seconds and the span
-from the first job's start to the last job's end (file time minus job seconds), which is
-about the wall time of the run when the study ran in one go.
+Nothing is computed here: this reads what the last study run left. Only the benchmark
+files of the jobs the current config defines count (Snakemake lists them in a dry run), so
+files left by an earlier config, with other teachers or sizes, are not mixed in. Per rule:
+jobs, summed and largest job seconds, largest peak RSS; for the study: how many of its jobs
+were measured, the summed job seconds and the span from the first job's start to the last
+job's end (file time minus job seconds), which is about the wall time of the run when the
+study ran in one go.
 """
 
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.common import ROOT, Result
 
 COMMAND = "snakemake --cores all"
+TARGET = "slowest step visible"
+
+
+def study_benchmark_files(root: Path = ROOT) -> list[Path]:
+    """The ``benchmark:`` file of every job of the default config's study, from a dry run
+    of all its jobs (``snakemake -n --forceall``)."""
+    snakemake = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run(
+        [str(snakemake) if snakemake.exists() else "snakemake", "-n", "--forceall"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"`snakemake -n --forceall` failed in {root}: {proc.stderr[-500:]}")
+    marker = "benchmark: "
+    return [
+        root / line.split(marker, 1)[1].strip()
+        for line in proc.stdout.splitlines()
+        if line.strip().startswith(marker)
+    ]
 
 
 def read_tsv(path: Path) -> dict[str, float]:
@@ -34,9 +61,11 @@ def read_tsv(path: Path) -> dict[str, float]:
     return {"s": num("s"), "max_rss": num("max_rss")}
 
 
-def summarise(results: Path) -> dict[str, dict]:
+def summarise(results: Path, paths: list[Path]) -> dict[str, dict]:
+    """Per study under ``results``: its rules' (seconds, peak RSS, file) per job, and the
+    span of the jobs, from the benchmark files among ``paths`` that exist."""
     studies: dict[str, dict] = {}
-    for path in sorted(results.glob("*/benchmarks/**/*.tsv")):
+    for path in sorted(p for p in paths if p.is_file()):
         parts = path.relative_to(results).parts  # study, "benchmarks", rule, ...
         study, rule = parts[0], parts[2] if len(parts) > 3 else path.stem
         values = read_tsv(path)
@@ -52,16 +81,18 @@ def summarise(results: Path) -> dict[str, dict]:
     return studies
 
 
-def run(results: Path | None = None) -> list[Result]:
+def run(results: Path | None = None, paths: list[Path] | None = None) -> list[Result]:
+    """``paths``: the study's benchmark files (default: those of the default config)."""
     results = results or ROOT / "results"
-    studies = summarise(results)
+    paths = study_benchmark_files() if paths is None else paths
+    studies = summarise(results, paths)
     if not studies:
         return [
             Result(
                 "4 default study: per-rule wall time",
-                f"no study run found (no benchmark .tsv under {results}); run `{COMMAND}` in "
-                f"{ROOT}, then this benchmark again",
-                "slowest step visible",
+                f"no study run found (none of its {len(paths)} jobs' benchmark files under "
+                f"{results}); run `{COMMAND}` in {ROOT}, then this benchmark again",
+                TARGET,
                 None,
             )
         ]
@@ -80,16 +111,23 @@ def run(results: Path | None = None) -> list[Result]:
                     f"{len(jobs)} jobs, {sum(secs):.1f} s in all "
                     f"({100 * sum(secs) / total:.0f}% of job time), "
                     f"slowest job {slowest[0]:.1f} s ({slowest[2]}), peak RSS {rss:.0f} MB",
-                    "slowest step visible",
+                    TARGET,
                     None,
                 )
             )
+        measured = sum(len(j) for j in rules.values())
+        expected = sum(1 for p in paths if p.relative_to(results).parts[0] == study)
+        missing = (
+            f"; {expected - measured} not run yet: run `{COMMAND}` for the whole study"
+            if measured < expected
+            else ""
+        )
         out.append(
             Result(
                 f"4 study {study!r}: all rules",
-                f"{sum(len(j) for j in rules.values())} jobs, {total:.1f} s of job time, "
-                f"about {span:.0f} s wall from first start to last end",
-                "slowest step visible",
+                f"{measured} of its {expected} jobs measured, {total:.1f} s of job time, "
+                f"about {span:.0f} s wall from first start to last end{missing}",
+                TARGET,
                 None,
             )
         )
