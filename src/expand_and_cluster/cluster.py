@@ -29,6 +29,9 @@ UNALIGNED = "unaligned"
 
 # Clusters larger than this get their median angle from a fixed random sample of pairs.
 _MAX_ANGLE_PAIRS = 200_000
+# Rows per block of the distance computation: small enough that the elementwise passes over
+# a block (rows x neurons) mostly hit the cache (a fifth less time than 2048 at n = 8,000).
+_DISTANCE_BLOCK_ROWS = 512
 
 
 def min_students(gamma: float, n_students: int) -> int:
@@ -70,7 +73,9 @@ def _distance_blocks(
         yield start, stop, gram
 
 
-def condensed_distances(features: np.ndarray, sign_invariant: bool, block: int = 2048) -> np.ndarray:
+def condensed_distances(
+    features: np.ndarray, sign_invariant: bool, block: int = _DISTANCE_BLOCK_ROWS
+) -> np.ndarray:
     """Pairwise Euclidean distances in scipy's condensed order, computed blockwise as
     ``|u|^2 + |v|^2 - 2 u.v`` with BLAS. With ``sign_invariant``, ``u.v`` is replaced by
     ``|u.v|``, which gives ``min(|u - v|, |u + v|)``."""
@@ -86,7 +91,9 @@ def condensed_distances(features: np.ndarray, sign_invariant: bool, block: int =
     return out
 
 
-def _square_distances(features: np.ndarray, sign_invariant: bool, block: int = 2048) -> np.ndarray:
+def _square_distances(
+    features: np.ndarray, sign_invariant: bool, block: int = _DISTANCE_BLOCK_ROWS
+) -> np.ndarray:
     """The values of :func:`condensed_distances` as a symmetric ``(n, n)`` matrix with
     ``+inf`` on the diagonal (the input of :func:`_average_linkage`)."""
     x = np.ascontiguousarray(features, dtype=np.float64)
