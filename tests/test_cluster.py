@@ -163,4 +163,6 @@ def test_linkage_is_scipys_average_linkage_bit_for_bit(n, rng):
     # From our BLAS distances (equal to pdist up to rounding) the tree is the same.
     ours = _average_linkage(_square_distances(x, False))
     np.testing.assert_array_equal(ours[:, [0, 1, 3]], linkage(pdist(x), "average")[:, [0, 1, 3]])
-    np.testing.assert_allclose(ours[:, 2], linkage(pdist(x), "average")[:, 2], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        ours[:, 2], linkage(pdist(x), "average")[:, 2], rtol=1e-12, atol=1e-12
+    )

@@ -190,13 +190,7 @@ def test_too_few_healthy_students_is_a_clear_error():
 def student_store(tmp_path):
     teacher = synthetic_teacher("4,3,1", "tanh", seed=1)
     x = sample_inputs("gaussian", 300, 4, seed=1)
-    trained = expand(
-        x,
-        teacher(x),
-        "tanh",
-        [6],
-        RecoverySettings(n_students=3, train=TrainSettings(max_epochs=5)),
-    )
+    trained = expand(x, teacher(x), "tanh", [6], 3, TrainSettings(max_epochs=5), seed=0)
     w, b = trained.students.numpy()
     path = tmp_path / "students.zarr"
     write_students(

@@ -228,7 +228,9 @@ def test_finished_study_reruns_nothing_and_touches_no_file(test_study):
     workdir, _ = test_study
     results = workdir / "results"
     before = modification_times(results)
-    result = snakemake("--cores", "2", "--configfile", "config/test.yaml", "--directory", str(workdir))
+    result = snakemake(
+        "--cores", "2", "--configfile", "config/test.yaml", "--directory", str(workdir)
+    )
     assert "Nothing to be done" in result.stdout + result.stderr
     assert modification_times(results) == before
 
@@ -289,3 +291,29 @@ def test_changed_recovery_settings_rerun_recovery_but_not_training(test_study, t
     assert counts.get("recover") == 2
     assert "train_students" not in counts and "gather_students" not in counts
     assert "params changed" in output.lower() or "params" in output.lower()
+
+
+@pytest.mark.slow
+def test_cli_and_study_write_one_metrics_schema(test_study, tmp_path):
+    """`ecluster recover` and the study's recover/evaluate steps write summaries and metrics
+    with the same keys, so the study's tables take a recovery made either way."""
+    from expand_and_cluster import tables
+    from expand_and_cluster.cli import main
+
+    workdir, _ = test_study
+    recovery = workdir / "results" / "test" / "tanh-3-2-1-s0" / "recovery" / "x2" / "g0.5-b60"
+    teacher, out = tmp_path / "teacher.zarr", tmp_path / "run"
+    main(["teacher", "--sizes", "3,2,1", "--activation", "tanh", "--out", str(teacher)])
+    args = ["--queries", "gaussian:1000", "--students", "4", "--max-epochs", "300"]
+    assert main(["recover", "--teacher", str(teacher), *args, "--out", str(out)]) == 0
+    for name in ("recovery.json", "metrics.json"):
+        study = json.loads((recovery / name).read_text())
+        cli = json.loads((out / name).read_text())
+        assert set(cli) == set(study), name
+    cli_metrics = json.loads((out / "metrics.json").read_text())
+    study_metrics = json.loads((recovery / "metrics.json").read_text())
+    rows = tables.recovery_rows([study_metrics, cli_metrics])
+    cli_row = next(r for r in rows if r["teacher"] == str(teacher))
+    assert cli_row["N"] == "4" and cli_row["teacher_widths"] == "2"
+    assert cli_row["status"] in tables.STATUSES
+    assert tables.summary_rows([cli_metrics])[0]["problems"] == "1"

@@ -58,7 +58,9 @@ def study_data(results: Path) -> dict[str, object]:
         name = str(path.relative_to(results))
         if path.suffix == ".zarr" and path.is_dir():
             data[name] = store_contents(path)
-        elif (path.suffix in (".npz", ".json") and ".zarr" not in name) or (path.parent.name == "tables" and not path.name.startswith("timings")):
+        elif (path.suffix in (".npz", ".json") and ".zarr" not in name) or (
+            path.parent.name == "tables" and not path.name.startswith("timings")
+        ):
             data[name] = path.read_bytes()
     return data
 
@@ -105,7 +107,10 @@ def test_different_seeds_give_different_students(test_study):
 
 RESUME_STUDY = {
     "study": "resume",
-    "teachers": {"synthetic": [{"activations": ["tanh"], "sizes": ["4,3,1"], "seeds": [1]}], "digits": []},
+    "teachers": {
+        "synthetic": [{"activations": ["tanh"], "sizes": ["4,3,1"], "seeds": [1]}],
+        "digits": [],
+    },
     "queries": {"n": 1000},
     "students": {
         "expansions": [2],

@@ -299,7 +299,7 @@ def labels_at_cut(merges: np.ndarray, n: int, cut_index: int) -> np.ndarray:
     return label[:n]
 
 
-def median_pairwise_angle_deg(vectors: np.ndarray, symmetry: Symmetry, seed: int = 0) -> float:
+def median_pairwise_angle_deg(vectors: np.ndarray, symmetry: Symmetry) -> float:
     """Median angle over all pairs of rows (a fixed random sample of pairs for huge
     clusters), sign ignored for classes with the sign symmetry."""
     m = len(vectors)
@@ -309,7 +309,7 @@ def median_pairwise_angle_deg(vectors: np.ndarray, symmetry: Symmetry, seed: int
     if m * (m - 1) // 2 <= _MAX_ANGLE_PAIRS:
         i, j = np.triu_indices(m, k=1)
     else:
-        rng = numpy_rng(seed, "angle-pairs", m)
+        rng = numpy_rng(0, "angle-pairs", m)  # fixed: the same cluster, the same angle
         i, j = rng.integers(0, m, size=(2, _MAX_ANGLE_PAIRS))
         keep = i != j
         i, j = i[keep], j[keep]
@@ -333,7 +333,9 @@ def cluster_layer(
     features = np.asarray(features, dtype=np.float64)
     student_of = np.asarray(student_of, dtype=np.int64)
     if features.ndim != 2 or student_of.shape != (len(features),):
-        raise InputError(f"features must be (neurons, dim) with one student index each; got {features.shape} and {student_of.shape}")
+        raise InputError(
+            f"features must be (neurons, dim) with one student index each; got {features.shape} and {student_of.shape}"
+        )
     if len(features) < 2:
         raise InputError("need at least two neurons to cluster")
     if not np.isfinite(features).all():
@@ -360,7 +362,9 @@ def cluster_layer(
     angles = np.full(len(roots), np.nan)
     for c in np.flatnonzero(n_members > 1):
         angles[c] = median_pairwise_angle_deg(features[members[c]], symmetry)
-    status = np.where(n_distinct < needed, TOO_FEW_STUDENTS, np.where(angles > beta_deg, UNALIGNED, KEPT))
+    status = np.where(
+        n_distinct < needed, TOO_FEW_STUDENTS, np.where(angles > beta_deg, UNALIGNED, KEPT)
+    )
     return LayerClusters(
         labels=labels,
         members=members,

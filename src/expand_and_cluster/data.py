@@ -1,4 +1,9 @@
-"""Query inputs: synthetic input distributions, bundled and IDX data sets, query specs."""
+"""Query inputs: synthetic input distributions, bundled and IDX data sets, and the query
+design (which inputs the students are trained on, which fresh inputs evaluate them).
+
+A query design is a dict: ``distribution`` (gaussian, uniform, or dataset: the bundled
+digits images), ``n`` (number of inputs), ``seed``, and for ``dataset`` the
+``test_fraction`` of images held out."""
 
 from __future__ import annotations
 
@@ -74,3 +79,27 @@ def read_idx(path: str | Path) -> np.ndarray:
     if data.size != int(np.prod(shape)):
         raise InputError(f"{path}: header says shape {shape} but holds {data.size} values")
     return data.reshape(shape)
+
+
+def query_inputs(design: dict, n_inputs: int) -> np.ndarray:
+    """The inputs the students are trained on."""
+    if design["distribution"] == "dataset":
+        return dataset_split(design)[0]
+    return sample_inputs(design["distribution"], design["n"], n_inputs, design["seed"], "queries")
+
+
+def heldout_inputs(design: dict, n_inputs: int) -> np.ndarray:
+    """Fresh inputs for evaluation: the same distribution, another random stream (never the
+    queries), or the held-out images."""
+    if design["distribution"] == "dataset":
+        return dataset_split(design)[1]
+    return sample_inputs(design["distribution"], design["n"], n_inputs, design["seed"], "held-out")
+
+
+def dataset_split(design: dict) -> tuple[np.ndarray, np.ndarray]:
+    """For queries "dataset": (query images, held-out images), a seeded split of the
+    bundled digits."""
+    images, _ = load_digits()
+    order = numpy_rng(design["seed"], "dataset-split").permutation(len(images))
+    n_test = max(1, round(design["test_fraction"] * len(images)))
+    return images[order[n_test:]], images[order[:n_test]]

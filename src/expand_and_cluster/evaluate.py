@@ -1,14 +1,17 @@
-"""Compare a recovered network with the teacher, neuron by neuron and layer by layer."""
+"""Compare a recovered network with the teacher, neuron by neuron and layer by layer; a
+recovery's identity (labels), status and metrics."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from expand_and_cluster.activations import Symmetry, get_activation
 from expand_and_cluster.network import MLP
+from expand_and_cluster.settings import check_settings, setting
 from expand_and_cluster.symmetry import angle_deg, neuron_vectors
 
 # A teacher neuron counts as recovered when its match is within this angle.
@@ -90,3 +93,147 @@ def compare_networks(recovered: MLP, teacher: MLP, x_test: np.ndarray) -> dict:
         "rmse": rmse,
         "exact_widths": recovered.hidden_widths == teacher.hidden_widths,
     }
+
+
+# -- a recovery's identity, status and metrics (one schema for the study and the CLI) --------
+
+STATUSES = ("exact", "approximate", "inexact", "failed")
+
+
+@dataclass
+class EvaluationSettings:
+    """How a recovered network is judged against a known teacher."""
+
+    exact_angle_deg: float = setting(
+        1.0,
+        "A recovery is exact when its hidden widths are the teacher's and every teacher "
+        "neuron is within this angle (degrees) of its recovered neuron.",
+        exclusive_minimum=0,
+        maximum=90,
+    )
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+def number_id(value: float) -> str:
+    """4 -> "4", 0.5 -> "0.5", 2.2 -> "2.2": short and path-safe; values that differ in the
+    first 15 significant digits get different ids."""
+    return format(value, ".15g")
+
+
+def expansion_id(expansion: float) -> str:
+    return f"x{number_id(expansion)}"
+
+
+def recovery_id(gamma: float, beta_deg: float) -> str:
+    return f"g{number_id(gamma)}-b{number_id(beta_deg)}"
+
+
+def recovery_labels(
+    teacher: str,
+    kind: str,
+    activation: str,
+    sizes: list[int],
+    expansion: float,
+    gamma: float,
+    beta_deg: float,
+) -> dict[str, Any]:
+    """What identifies a recovery in its summary, its metrics and the tables."""
+    return {
+        "teacher": teacher,
+        "kind": kind,
+        "activation": activation,
+        "sizes": list(sizes),
+        "expansion": expansion,
+        "expansion_id": expansion_id(expansion),
+        "recovery_id": recovery_id(gamma, beta_deg),
+        "gamma": gamma,
+        "beta_deg": beta_deg,
+    }
+
+
+def recovery_status(comparison: dict, exact_angle_deg: float) -> str:
+    """exact: the teacher's widths and every teacher neuron within ``exact_angle_deg`` of
+    its match; approximate: the teacher's widths and every teacher neuron matched (within
+    MATCH_DEG) but not that closely; inexact: wrong widths or unmatched neurons. (A
+    recovery that produced no network is ``failed``.)"""
+    complete = comparison["exact_widths"] and not any(comparison["missing"])
+    if complete and not any(comparison["excess"]):
+        angles = [a for layer in comparison["angles_deg"] for a in layer if a is not None]
+        return "exact" if max(angles, default=0.0) <= exact_angle_deg else "approximate"
+    return "inexact"
+
+
+def recovery_metrics(
+    summary: dict[str, Any],
+    teacher: MLP,
+    network: MLP | None,
+    student_loss: np.ndarray,
+    student_failed: np.ndarray,
+    student_widths: list[int],
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    settings: EvaluationSettings,
+) -> dict[str, Any]:
+    """The metrics of one recovery (``metrics.json``), from its summary
+    (:func:`expand_and_cluster.reconstruct.recovery_summary`), the teacher, the recovered
+    network (None when the recovery failed), the students' final losses, the queries and
+    fresh held-out inputs. No clock times: the same results give the same bytes."""
+    losses = [None if not np.isfinite(v) else float(v) for v in student_loss]
+    finite = [v for v in losses if v is not None]
+    metrics = {
+        **{key: summary[key] for key in LABEL_KEYS},
+        "teacher_widths": teacher.hidden_widths,
+        "student_widths": list(student_widths),
+        "n_students": len(losses),
+        "students_failed": int(np.asarray(student_failed, dtype=bool).sum()),
+        "student_loss": losses,
+        "student_loss_median": float(np.median(finite)) if finite else None,
+        "n_queries": len(x),
+        "n_test": len(x_test),
+        "exact_angle_deg": settings.exact_angle_deg,
+        "recovery_status": summary["status"],
+        "reason": summary["reason"],
+        # Failed students excluded from clustering, and other warnings of the recovery.
+        "warnings": (summary["diagnostics"] or {}).get("warnings", []),
+        "teacher_output_std": float(teacher(x_test).std()),
+    }
+    if network is None:
+        metrics.update(
+            widths=None,
+            angles_deg=None,
+            missing=None,
+            excess=None,
+            rmse=None,
+            exact_widths=False,
+            recovered_loss=None,
+            angle_median_deg=None,
+            angle_max_deg=None,
+            status="failed",
+        )
+        return metrics
+    comparison = compare_networks(network, teacher, x_test)
+    angles = [a for layer in comparison["angles_deg"] for a in layer if a is not None]
+    metrics.update(
+        comparison,
+        recovered_loss=float(np.mean((network(x) - y) ** 2)),
+        angle_median_deg=float(np.median(angles)) if angles else None,
+        angle_max_deg=float(np.max(angles)) if angles else None,
+        status=recovery_status(comparison, settings.exact_angle_deg),
+    )
+    return metrics
+
+
+LABEL_KEYS = (
+    "teacher",
+    "kind",
+    "activation",
+    "sizes",
+    "expansion",
+    "expansion_id",
+    "recovery_id",
+    "gamma",
+    "beta_deg",
+)

@@ -383,7 +383,15 @@ def expansion_control_figure(metrics: list[dict[str, Any]]) -> Figure:
         for j in xs:
             if categories[j] in spread[teacher]:
                 lo, hi = spread[teacher][categories[j]]
-                ax.vlines(j + jitter, max(lo, floor), max(hi, floor), color=f"C{j}", alpha=0.35, linewidth=1, zorder=1)
+                ax.vlines(
+                    j + jitter,
+                    max(lo, floor),
+                    max(hi, floor),
+                    color=f"C{j}",
+                    alpha=0.35,
+                    linewidth=1,
+                    zorder=1,
+                )
         ax.scatter(
             np.array(xs) + jitter,
             ys,

@@ -1,8 +1,9 @@
-"""Final fine-tuning of a recovered network: full-batch L-BFGS in float64.
+"""Fine-tuning, the last step of a recovery: full-batch L-BFGS of every weight in float64.
 
 The recovered network starts next to a minimum, where a quasi-Newton method converges in
 a few hundred iterations to a precision that Adam reaches only after many thousands of
-epochs (the polish step of small-network teacher-student studies).
+epochs (the "polish" of small-network teacher-student studies; this project calls the step
+fine-tuning throughout).
 """
 
 from __future__ import annotations
@@ -14,25 +15,33 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from expand_and_cluster.errors import InputError
 from expand_and_cluster.network import MLP, torch_forward
-from expand_and_cluster.students import resolve_device
+from expand_and_cluster.settings import check_settings, setting
+from expand_and_cluster.students import DEVICE_PATTERN, resolve_device
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FinetuneSettings:
-    max_iterations: int = 2000  # L-BFGS iterations in all (0 skips fine-tuning)
-    history_size: int = 50
-    device: str = "auto"
-    log_every: int = 100
+    """The final fine-tuning of the recovered network (float64 L-BFGS on every weight)."""
+
+    max_iterations: int = setting(
+        2000, "L-BFGS iterations in all (0 skips fine-tuning).", minimum=0
+    )
+    history_size: int = setting(50, "L-BFGS history size.", minimum=1)
+    # GPUs are slow at float64, and recovery jobs declare no GPU.
+    device: str = setting(
+        "cpu",
+        "Device of the float64 fine-tuning: cpu, auto, cuda or cuda:N.",
+        pattern=DEVICE_PATTERN,
+    )
+    log_every: int = setting(
+        100, "L-BFGS iterations between progress lines (and stall checks).", minimum=1
+    )
 
     def __post_init__(self) -> None:
-        if self.max_iterations < 0 or self.history_size < 1 or self.log_every < 1:
-            raise InputError(
-                "finetune: max_iterations must be >= 0, history_size and log_every >= 1"
-            )
+        check_settings(self)
 
 
 @dataclass

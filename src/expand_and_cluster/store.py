@@ -7,7 +7,9 @@
   ``loss_history (student, checkpoint)``, ``history_epoch (checkpoint)``; groups ``layer{l}``
   with ``weight (student, out, in)`` and ``bias (student, out)``, chunked by student.
 - Gathered student store: the same with a leading ``seed`` dimension.
-- Recovery store: a network store plus groups ``clusters{l}`` per hidden layer.
+- Recovery store: a network store plus groups ``clusters{l}`` per hidden layer; a failed
+  recovery's store holds only root attrs (``kind="failed_recovery"``, ``reason``).
+- Query file (``.npz``, no pickle): ``x`` (samples, inputs), ``y`` (samples, outputs).
 
 Attributes are JSON only. Nothing is ever unpickled. Every reader checks what it reads
 and names the store and the problem when something is wrong.
@@ -337,6 +339,15 @@ def write_recovery(path: str | Path, recovery: Any, attrs: dict[str, Any] | None
         _write_group(ds, path, f"clusters{layer}", first=False)
 
 
+def write_failed_recovery(path: str | Path, reason: str) -> None:
+    """An empty recovery store that says why no network was recovered, so that the output
+    exists and readers can tell."""
+    root = xr.Dataset(
+        attrs={"kind": "failed_recovery", "format_version": FORMAT_VERSION, "reason": reason}
+    )
+    _write_group(root, Path(path), None, first=True)
+
+
 def read_clusters(path: str | Path, layer: int) -> xr.Dataset:
     """The cluster diagnostics of one hidden layer of a recovery store."""
     ds = _open(path, f"clusters{layer}")
@@ -353,3 +364,26 @@ def read_json(path: str | Path) -> Any:
 def write_json(path: str | Path, data: Any) -> None:
     """JSON with sorted keys and a trailing newline, so equal data gives equal bytes."""
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=True) + "\n")
+
+
+# -- queries --------------------------------------------------------------------------------
+
+
+def write_queries(path: str | Path, x: np.ndarray, y: np.ndarray) -> None:
+    """The query inputs ``x`` and the teacher's outputs ``y`` (both float64)."""
+    with open(path, "wb") as f:
+        np.savez(f, x=np.asarray(x, dtype=np.float64), y=np.asarray(y, dtype=np.float64))
+
+
+def read_queries(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(x, y)`` of a query file, checked."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            x, y = data["x"], data["y"]
+    except (OSError, KeyError, ValueError) as e:
+        raise InputError(f"cannot read query file {path} ({e}): delete it and re-run") from None
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+        raise InputError(
+            f"query file {path} holds x {x.shape} and y {y.shape}: delete it and re-run"
+        )
+    return x, y

@@ -23,6 +23,7 @@ import torch
 from expand_and_cluster.activations import get_activation
 from expand_and_cluster.errors import InputError
 from expand_and_cluster.seeding import torch_generator
+from expand_and_cluster.settings import check_settings, setting
 
 log = logging.getLogger(__name__)
 
@@ -34,42 +35,68 @@ _SHUFFLE_COPY_BYTES = 1 << 30
 _SMALL_STEP_FLOPS = 5e7
 
 
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+
+
 @dataclass
 class TrainSettings:
     """How students are trained. Defaults follow the paper: Adam at 1e-3, reduce-on-plateau
     by 1/sqrt(10), stop when the learning rate reaches 1e-7."""
 
-    lr: float = 1e-3
-    batch_size: int | None = 512  # None trains full-batch
-    max_epochs: int = 2000
-    patience: int = 50  # epochs without improvement before the learning rate drops
-    cooldown: int = 0  # epochs after a drop before patience counts again
-    factor: float = 1.0 / math.sqrt(10.0)
-    min_lr: float = 1e-7
-    # float32 trains about twice as fast on CPU; the final polish of the recovered
+    lr: float = setting(1e-3, "Adam learning rate at the start.", exclusive_minimum=0)
+    batch_size: int | None = setting(
+        512, "Mini-batch size; null (none on the command line) trains full-batch.", minimum=1
+    )
+    max_epochs: int = setting(
+        2000,
+        "Hard cap on epochs (students also stop when their learning rate reaches min_lr).",
+        minimum=1,
+    )
+    patience: int = setting(
+        50, "Epochs without improvement before a student's learning rate drops.", minimum=1
+    )
+    cooldown: int = setting(0, "Epochs after a drop before patience counts again.", minimum=0)
+    factor: float = setting(
+        1.0 / math.sqrt(10.0),
+        "Learning-rate drop factor (reduce on plateau).",
+        exclusive_minimum=0,
+        exclusive_maximum=1,
+    )
+    min_lr: float = setting(
+        1e-7, "A student stops when its learning rate falls below this.", exclusive_minimum=0
+    )
+    # float32 trains about twice as fast on CPU; the final fine-tuning of the recovered
     # network is float64 either way.
-    dtype: str = "float32"
-    device: str = "auto"
-    log_every: int = 100  # epochs between progress lines and loss-history entries
-    checkpoint_every: int = 500  # epochs between checkpoints (when a checkpoint path is given)
+    dtype: str = setting("float32", "Training precision.", choices=tuple(DTYPES))
+    device: str = setting(
+        "auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N.", pattern=DEVICE_PATTERN
+    )
+    log_every: int = setting(
+        100, "Epochs between progress lines in the log and loss-history entries.", minimum=1
+    )
+    checkpoint_every: int = setting(
+        500,
+        "Epochs between checkpoints of a training job (a killed job resumes from its last one).",
+        minimum=1,
+    )
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise InputError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InputError(f"batch_size must be positive or None (full batch); got {self.batch_size}")
-        for name in ("lr", "min_lr", "factor"):
-            if not getattr(self, name) > 0:
-                raise InputError(f"{name} must be positive; got {getattr(self, name)}")
-        if not self.factor < 1:
-            raise InputError(f"factor must be below 1; got {self.factor}")
-        for name in ("max_epochs", "log_every", "checkpoint_every", "patience"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name} must be at least 1; got {getattr(self, name)}")
+        check_settings(self)
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
+
+
+def student_widths(teacher_widths: list[int], expansion: float) -> list[int]:
+    """The students' hidden widths: ``expansion`` times the teacher's, rounded up (at
+    least 1). ``2.2 * 25`` is 55, not 56: the product is rounded up only beyond float
+    error."""
+    if isinstance(expansion, bool) or not isinstance(expansion, int | float):
+        raise InputError(f"expansion must be a number; got {expansion!r}")
+    if not (math.isfinite(expansion) and expansion > 0):
+        raise InputError(f"expansion must be a positive finite number; got {expansion!r}")
+    return [max(1, math.ceil(expansion * w - 1e-9)) for w in teacher_widths]
 
 
 _logged_device: str | None = None
@@ -184,7 +211,11 @@ class StudentEnsemble:
 
 
 def init_students(
-    widths: list[int], n_students: int, activation: str, seed: int, dtype: torch.dtype = torch.float64
+    widths: list[int],
+    n_students: int,
+    activation: str,
+    seed: int,
+    dtype: torch.dtype = torch.float64,
 ) -> StudentEnsemble:
     """Fresh students, PyTorch-Linear style: weights and biases uniform in +-1/sqrt(fan_in).
 
@@ -193,7 +224,9 @@ def init_students(
     """
     get_activation(activation)
     if n_students < 1 or len(widths) < 2 or min(widths) < 1:
-        raise InputError(f"need at least one student and positive widths; got N={n_students}, widths={widths}")
+        raise InputError(
+            f"need at least one student and positive widths; got N={n_students}, widths={widths}"
+        )
     weights = [torch.empty(n_students, o, i, dtype=dtype) for i, o in itertools.pairwise(widths)]
     biases = [torch.empty(n_students, o, dtype=dtype) for o in widths[1:]]
     for k in range(n_students):
@@ -406,14 +439,18 @@ def train_students(
     if y.ndim == 1:
         y = y[:, None]
     if x.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise InputError(f"inputs (samples, in) and outputs (samples, out) must match; got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise InputError(
+            f"inputs (samples, in) and outputs (samples, out) must match; got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if x.shape[1] != students.widths[0] or y.shape[1] != students.widths[-1]:
         raise InputError(
             f"students take {students.widths[0]} inputs and give {students.widths[-1]} outputs, "
             f"but the data has {x.shape[1]} inputs and {y.shape[1]} outputs"
         )
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
-        raise InputError("training inputs or outputs contain NaN or inf: check the teacher's outputs")
+        raise InputError(
+            "training inputs or outputs contain NaN or inf: check the teacher's outputs"
+        )
     students = students.to(device, dtype)
     n = students.n_students
     # The trained parameters become consecutive views of one buffer, so that the
@@ -486,7 +523,10 @@ def train_students(
             for k in torch.nonzero(newly_failed).flatten().tolist():
                 log.warning(
                     "%s: student %d failed at epoch %d (loss %s); it is frozen and excluded",
-                    label, k, epoch, epoch_loss[k].item(),
+                    label,
+                    k,
+                    epoch,
+                    epoch_loss[k].item(),
                 )
             epoch += 1
             if epoch % settings.log_every == 0 or epoch == settings.max_epochs:
@@ -495,15 +535,26 @@ def train_students(
                 finite = epoch_loss[torch.isfinite(epoch_loss)]
                 log.info(
                     "%s: epoch %d, loss median %.3e, min %.3e, %d/%d active, lr median %.1e",
-                    label, epoch,
+                    label,
+                    epoch,
                     finite.median().item() if len(finite) else float("nan"),
                     finite.min().item() if len(finite) else float("nan"),
-                    int(schedule.active.sum()), n, schedule.lr.median().item(),
+                    int(schedule.active.sum()),
+                    n,
+                    schedule.lr.median().item(),
                 )
             if checkpoint is not None and epoch % settings.checkpoint_every == 0:
                 seconds = seconds_before + time.perf_counter() - t0
-                _save_checkpoint(Path(checkpoint), epoch, seconds,
-                                 students, adam, schedule, history, history_epochs)
+                _save_checkpoint(
+                    Path(checkpoint),
+                    epoch,
+                    seconds,
+                    students,
+                    adam,
+                    schedule,
+                    history,
+                    history_epochs,
+                )
     finally:
         torch.set_num_threads(threads)
 
@@ -521,8 +572,14 @@ def train_students(
         final = _losses_in_chunks(students, x, y).cpu().numpy()
     final[schedule.failed.cpu().numpy()] = np.nan
     seconds = seconds_before + time.perf_counter() - t0
-    log.info("%s: stopped after %d epochs (%s) in %.1f s; final loss median %.3e",
-             label, epoch, stop_reason, seconds, np.nanmedian(final) if np.isfinite(final).any() else float("nan"))
+    log.info(
+        "%s: stopped after %d epochs (%s) in %.1f s; final loss median %.3e",
+        label,
+        epoch,
+        stop_reason,
+        seconds,
+        np.nanmedian(final) if np.isfinite(final).any() else float("nan"),
+    )
     return TrainResult(
         students=students,
         final_loss=final,
@@ -535,7 +592,9 @@ def train_students(
     )
 
 
-def _losses_in_chunks(students: StudentEnsemble, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+def _losses_in_chunks(
+    students: StudentEnsemble, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192
+) -> torch.Tensor:
     total = torch.zeros(students.n_students, dtype=torch.float64, device=x.device)
     for start in range(0, x.shape[0], chunk):
         xb, yb = x[start : start + chunk], y[start : start + chunk]
@@ -543,13 +602,17 @@ def _losses_in_chunks(students: StudentEnsemble, x: torch.Tensor, y: torch.Tenso
     return total / x.shape[0]
 
 
-def _as_tensor(a: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _as_tensor(
+    a: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a.to(device=device, dtype=dtype)
     return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
 
 
-def _save_checkpoint(path, epoch, seconds, students, adam, schedule, history, history_epochs) -> None:
+def _save_checkpoint(
+    path, epoch, seconds, students, adam, schedule, history, history_epochs
+) -> None:
     """Write to a temporary file and rename it, so a kill mid-write never leaves a
     half-written checkpoint behind."""
     state = {f"param_{i}": p.detach().clone() for i, p in enumerate(students.parameters())}
@@ -557,7 +620,9 @@ def _save_checkpoint(path, epoch, seconds, students, adam, schedule, history, hi
     state.update({f"schedule_{k}": v for k, v in asdict(schedule).items()})
     state["epoch"] = torch.tensor(epoch)
     state["seconds"] = torch.tensor(seconds, dtype=torch.float64)
-    state["history"] = torch.tensor(np.stack(history, axis=1) if history else np.zeros((students.n_students, 0)))
+    state["history"] = torch.tensor(
+        np.stack(history, axis=1) if history else np.zeros((students.n_students, 0))
+    )
     state["history_epochs"] = torch.tensor(history_epochs, dtype=torch.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -571,10 +636,17 @@ def _load_checkpoint(path, students, adam, schedule):
     try:
         state = torch.load(path, map_location=students.weights[0].device, weights_only=True)
     except Exception as e:  # a torn or foreign file: refuse it, never unpickle
-        raise InputError(f"checkpoint {path} cannot be read ({e}): delete it to restart training") from None
+        raise InputError(
+            f"checkpoint {path} cannot be read ({e}): delete it to restart training"
+        ) from None
     params = students.parameters()
-    if any(f"param_{i}" not in state or state[f"param_{i}"].shape != p.shape for i, p in enumerate(params)):
-        raise InputError(f"checkpoint {path} does not match these students' shapes: delete it to restart training")
+    if any(
+        f"param_{i}" not in state or state[f"param_{i}"].shape != p.shape
+        for i, p in enumerate(params)
+    ):
+        raise InputError(
+            f"checkpoint {path} does not match these students' shapes: delete it to restart training"
+        )
     with torch.no_grad():
         for i, p in enumerate(params):
             p.copy_(state[f"param_{i}"])
@@ -583,5 +655,3 @@ def _load_checkpoint(path, students, adam, schedule):
         setattr(schedule, name, state[f"schedule_{name}"])
     history = list(state["history"].numpy().T)
     return int(state["epoch"]), float(state["seconds"]), history, state["history_epochs"].tolist()
-
-

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from expand_and_cluster.evaluate import STATUSES
+
 RECOVERY_COLUMNS = (
     "teacher",
     "activation",
@@ -60,10 +62,6 @@ TIMING_COLUMNS = (
     "recovery",
     "recovery_s",
 )
-
-
-# Recovery statuses, best first (see the study's evaluate step).
-STATUSES = ("exact", "approximate", "inexact", "failed")
 
 
 def _natural_key(text: str) -> list:
@@ -193,6 +191,17 @@ def timing_rows(
             }
         )
     return rows
+
+
+def read_benchmark(path: str | Path) -> dict[str, float | None]:
+    """Seconds and peak memory of one job from its Snakemake ``benchmark:`` file (TSV)."""
+    with open(path) as f:
+        row = next(csv.DictReader(f, delimiter="\t"))
+    rss = row.get("max_rss", "NA")
+    return {
+        "seconds": float(row["s"]),
+        "max_rss_mb": None if rss in ("NA", "-", "") else float(rss),
+    }
 
 
 def to_csv(rows: Sequence[dict[str, str]], columns: Sequence[str]) -> str:

@@ -3,12 +3,29 @@ functions. Rule files hold rules only; everything computed lives here."""
 
 import hashlib
 import json
-import math
+import os
 import re
+import sys
 
 import jsonschema
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+try:
+    import expand_and_cluster  # noqa: F401
+except ImportError:  # a checkout whose package is not installed (e.g. conda deployment)
+    sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+
+from expand_and_cluster.errors import InputError
+from expand_and_cluster.evaluate import (
+    EvaluationSettings,
+    expansion_id,
+    recovery_id,
+    recovery_labels as make_recovery_labels,
+)
+from expand_and_cluster.reconstruct import RecoverySettings
+from expand_and_cluster.students import TrainSettings
+from expand_and_cluster.students import student_widths as expanded_widths
 
 
 def config_error_message(error):
@@ -43,11 +60,6 @@ STUDY = config["study"]
 
 
 # -- identities ------------------------------------------------------------------------------
-
-
-def number_id(value):
-    """4 -> "4", 0.5 -> "0.5", 1.5 -> "1.5": short, unique and path-safe."""
-    return f"{value:g}"
 
 
 def sizes_id(sizes):
@@ -129,30 +141,74 @@ def build_teachers(cfg):
     return teachers
 
 
-def check_gamma(cfg):
-    """gamma * N must be at least 2 students for every gamma (else clustering says nothing)."""
-    n = len(cfg["students"]["seeds"]) * cfg["students"]["per_job"]
-    for gamma in cfg["recovery"]["gammas"]:
-        if math.ceil(gamma * n - 1e-9) < 2:
+def check_settings(cfg):
+    """Build every settings object of the library from the config, so that the library's
+    own declarations (type, finite, bounds; gamma * N >= 2) check each value before any job
+    starts; a problem stops the run with the config key named."""
+    students, rec = cfg["students"], cfg["recovery"]
+
+    def checked(key, make):
+        try:
+            return make()
+        except InputError as e:
             raise WorkflowError(
-                f"config: recovery.gammas contains {gamma}, but gamma * N = {gamma} * {n} "
-                "students is below 2; raise gamma or train more students "
-                "(students.seeds x students.per_job)"
+                f"invalid configuration: config key {key}: {e} (see config/README.md)"
+            ) from None
+
+    checked("students.train", lambda: TrainSettings(**students["train"]))
+    for expansion in students["expansions"]:
+        checked("students.expansions", lambda: expanded_widths([1], expansion))
+    n_students = len(students["seeds"]) * students["per_job"]
+    for gamma in rec["gammas"]:
+        for beta in rec["betas_deg"]:
+            options = {"n_students": n_students, **recovery_options(gamma, beta)}
+            checked(
+                "recovery (gammas, betas_deg; N = students.seeds x students.per_job)",
+                lambda: RecoverySettings.from_dict(options),
             )
+    checked("evaluation", lambda: EvaluationSettings(**cfg["evaluation"]))
+
+
+def recovery_options(gamma, beta_deg):
+    """expand_and_cluster.reconstruct.RecoverySettings.from_dict's data, except n_students
+    (the gathered store knows it)."""
+    rec = config["recovery"]
+    return {
+        "gamma": gamma,
+        "beta_deg": beta_deg,
+        **{key: rec[key] for key in ("cut_rule", "seed", "min_explained_variance")},
+        **{key: rec[key] for key in ("retrain", "finetune")},
+    }
+
+
+def unique_ids(values, make_id, key):
+    """id -> value for config values whose ids must not collide (two values, one path)."""
+    ids = {}
+    for value in values:
+        vid = make_id(value)
+        if vid in ids:
+            raise WorkflowError(
+                f"invalid configuration: config key {key}: {ids[vid]!r} and {value!r} both "
+                f"get the id {vid!r} (their results would share one folder); keep one of them"
+            )
+        ids[vid] = value
+    return ids
 
 
 TEACHERS = build_teachers(config)
-check_gamma(config)
+check_settings(config)
 SYNTHETIC = sorted(t for t, s in TEACHERS.items() if s["kind"] == "synthetic")
 DIGITS = sorted(t for t, s in TEACHERS.items() if s["kind"] == "digits")
-EXPANSIONS = {f"x{number_id(e)}": e for e in config["students"]["expansions"]}
+EXPANSIONS = unique_ids(config["students"]["expansions"], expansion_id, "students.expansions")
 SEEDS = list(config["students"]["seeds"])
 RECOVERIES = {
-    f"g{number_id(g)}-b{number_id(b)}": {"gamma": g, "beta_deg": b}
-    for g in config["recovery"]["gammas"]
-    for b in config["recovery"]["betas_deg"]
+    rid: {"gamma": g, "beta_deg": b}
+    for rid, (g, b) in unique_ids(
+        [(g, b) for g in config["recovery"]["gammas"] for b in config["recovery"]["betas_deg"]],
+        lambda gb: recovery_id(*gb),
+        "recovery.gammas / recovery.betas_deg",
+    ).items()
 }
-FIGURE_KINDS = ["similarity", "dendrogram", "cluster_angles", "alignment"]
 
 
 def alternatives(names):
@@ -185,21 +241,9 @@ def recovery_targets(pattern, **more):
 
 def final_targets():
     return [
-        *expand(
-            "results/{study}/tables/{table}.{ext}",
-            study=STUDY,
-            table=["recoveries", "summary", "timings"],
-            ext=["csv", "md"],
-        ),
-        *expand(
-            "results/{study}/figures/{figure}.png",
-            study=STUDY,
-            figure=["identifiability", "expansion_control"],
-        ),
-        *recovery_targets(
-            "results/{study}/{teacher}/recovery/{expansion}/{recovery}/figures/{kind}.png",
-            kind=FIGURE_KINDS,
-        ),
+        *expand(rules.tables.output, study=STUDY),
+        *expand(rules.study_figures.output, study=STUDY),
+        *recovery_targets(rules.recovery_figures.output),
     ]
 
 
@@ -210,16 +254,15 @@ def teacher_spec(wildcards):
     return TEACHERS[wildcards.teacher]
 
 
-def query_spec(wildcards):
+def query_design(wildcards):
+    """The inputs the students are trained on (expand_and_cluster.data.query_inputs)."""
     return TEACHERS[wildcards.teacher]["queries"]
 
 
-def heldout_spec(wildcards):
+def heldout_design(wildcards):
     """Fresh inputs for evaluation: the queries' distribution with another random stream
     (or, for digits queries "dataset", the held-out images)."""
-    spec = dict(TEACHERS[wildcards.teacher]["queries"])
-    spec["n"] = config["queries"]["n_test"]
-    return spec
+    return {**query_design(wildcards), "n": config["queries"]["n_test"]}
 
 
 def activation(wildcards):
@@ -227,9 +270,8 @@ def activation(wildcards):
 
 
 def student_widths(wildcards):
-    """Hidden widths of the students: expansion x the teacher's, rounded up."""
     rho = EXPANSIONS[wildcards.expansion]
-    return [math.ceil(rho * w - 1e-9) for w in TEACHERS[wildcards.teacher]["sizes"][1:-1]]
+    return expanded_widths(TEACHERS[wildcards.teacher]["sizes"][1:-1], rho)
 
 
 def config_hash(*parts):
@@ -266,11 +308,7 @@ def training_checkpoint(wildcards):
 
 
 def seed_stores(wildcards):
-    return expand(
-        "results/{study}/{teacher}/students/{expansion}/seed{seed}.zarr",
-        seed=SEEDS,
-        **wildcards,
-    )
+    return expand(rules.train_students.output[0], seed=SEEDS, **wildcards)
 
 
 def gather_attrs(wildcards):
@@ -278,43 +316,28 @@ def gather_attrs(wildcards):
 
 
 def recovery_settings(wildcards):
-    """Keyword arguments of expand_and_cluster.reconstruct.RecoverySettings, except
-    n_students (the gathered store knows it)."""
-    rec = config["recovery"]
-    return {
-        **RECOVERIES[wildcards.recovery],
-        "cut_rule": rec["cut_rule"],
-        "seed": rec["seed"],
-        "min_explained_variance": rec["min_explained_variance"],
-        "retrain": rec["retrain"],
-        "finetune": rec["finetune"],
-    }
+    return recovery_options(**RECOVERIES[wildcards.recovery])
 
 
 def recovery_labels(wildcards):
-    """What identifies a recovery in the metrics and tables."""
     spec = TEACHERS[wildcards.teacher]
-    return {
-        "teacher": wildcards.teacher,
-        "kind": spec["kind"],
-        "activation": spec["activation"],
-        "sizes": spec["sizes"],
-        "expansion": EXPANSIONS[wildcards.expansion],
-        "expansion_id": wildcards.expansion,
-        "recovery_id": wildcards.recovery,
+    return make_recovery_labels(
+        wildcards.teacher,
+        spec["kind"],
+        spec["activation"],
+        spec["sizes"],
+        EXPANSIONS[wildcards.expansion],
         **RECOVERIES[wildcards.recovery],
-    }
+    )
 
 
 def all_metrics(wildcards):
-    return recovery_targets(
-        "results/{study}/{teacher}/recovery/{expansion}/{recovery}/metrics.json"
-    )
+    return recovery_targets(rules.evaluate.output[0])
 
 
 def train_benchmarks(wildcards):
     return expand(
-        "results/{study}/benchmarks/train_students/{teacher}/{expansion}/seed{seed}.tsv",
+        rules.train_students.benchmark,
         study=STUDY,
         teacher=sorted(TEACHERS),
         expansion=list(EXPANSIONS),
@@ -323,9 +346,7 @@ def train_benchmarks(wildcards):
 
 
 def recover_benchmarks(wildcards):
-    return recovery_targets(
-        "results/{study}/benchmarks/recover/{teacher}/{expansion}/{recovery}.tsv"
-    )
+    return recovery_targets(rules.recover.benchmark)
 
 
 def figure_settings(wildcards):

@@ -1,7 +1,7 @@
 rule recover:
     input:
-        students="results/{study}/{teacher}/students/{expansion}.zarr",
-        queries="results/{study}/{teacher}/queries.npz",
+        students=rules.gather_students.output[0],
+        queries=rules.queries.output[0],
     output:
         store=directory("results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.zarr"),
         summary="results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.json",
@@ -25,11 +25,11 @@ rule recover:
 
 rule evaluate:
     input:
-        summary="results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.json",
-        store="results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.zarr",
-        teacher="results/{study}/{teacher}/teacher.zarr",
-        queries="results/{study}/{teacher}/queries.npz",
-        students="results/{study}/{teacher}/students/{expansion}.zarr",
+        summary=rules.recover.output.summary,
+        store=rules.recover.output.store,
+        teacher=rules.synthetic_teacher.output[0],
+        queries=rules.queries.output[0],
+        students=rules.gather_students.output[0],
     output:
         "results/{study}/{teacher}/recovery/{expansion}/{recovery}/metrics.json",
     log:
@@ -38,7 +38,7 @@ rule evaluate:
         "../../envs/study.yaml"
     threads: 1
     params:
-        heldout=heldout_spec,
+        heldout=heldout_design,
         labels=recovery_labels,
         student_widths=student_widths,
         settings=config["evaluation"],

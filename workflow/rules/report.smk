@@ -1,8 +1,8 @@
 rule recovery_figures:
     input:
-        summary="results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.json",
-        store="results/{study}/{teacher}/recovery/{expansion}/{recovery}/recovery.zarr",
-        metrics="results/{study}/{teacher}/recovery/{expansion}/{recovery}/metrics.json",
+        summary=rules.recover.output.summary,
+        store=rules.recover.output.store,
+        metrics=rules.evaluate.output[0],
     output:
         similarity=report(
             "results/{study}/{teacher}/recovery/{expansion}/{recovery}/figures/similarity.png",
@@ -95,8 +95,6 @@ rule tables:
     conda:
         "../../envs/study.yaml"
     threads: 1
-    params:
-        seeds=SEEDS,
     script:
         "../scripts/tables.py"
 

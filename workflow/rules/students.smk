@@ -1,6 +1,6 @@
 rule train_students:
     input:
-        queries="results/{study}/{teacher}/queries.npz",
+        queries=rules.queries.output[0],
     output:
         directory("results/{study}/{teacher}/students/{expansion}/seed{seed}.zarr"),
     log:

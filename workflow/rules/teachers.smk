@@ -34,7 +34,7 @@ rule digits_teacher:
 
 rule queries:
     input:
-        teacher="results/{study}/{teacher}/teacher.zarr",
+        teacher=rules.synthetic_teacher.output[0],
     output:
         "results/{study}/{teacher}/queries.npz",
     log:
@@ -43,6 +43,6 @@ rule queries:
         "../../envs/study.yaml"
     threads: 1
     params:
-        spec=query_spec,
+        design=query_design,
     script:
         "../scripts/queries.py"

@@ -6,62 +6,79 @@ healthy students...), the failure and its reason are recorded instead of a netwo
 study goes on and the tables say what happened.
 """
 
+import logging
+
 import _study
-import xarray as xr
 
 from expand_and_cluster.errors import InputError
 from expand_and_cluster.finetune import FinetuneSettings
-from expand_and_cluster.reconstruct import RecoverySettings, reconstruct
-from expand_and_cluster.store import read_students, write_json, write_recovery
+from expand_and_cluster.reconstruct import RecoverySettings, reconstruct, recovery_summary
+from expand_and_cluster.store import (
+    read_queries,
+    read_students,
+    write_failed_recovery,
+    write_json,
+    write_recovery,
+)
 from expand_and_cluster.students import TrainSettings
 
-snakemake = globals()["snakemake"]  # injected by Snakemake
-log = _study.start(snakemake, torch_threads=True)
-p = snakemake.params
-students = read_students(snakemake.input.students)
-x, y = _study.read_queries(snakemake.input.queries)
-options = dict(p.settings)
-settings = RecoverySettings(
-    n_students=students.n_students,
-    retrain=TrainSettings(**options.pop("retrain")),
-    finetune=FinetuneSettings(**options.pop("finetune")),
-    **options,
-)
-settings.validate()  # a bad gamma/beta is a configuration error: stop here
-log.info(
-    "%s %s: %d students (%d failed in training), gamma %g, beta %g deg",
-    p.labels["teacher"],
-    p.labels["expansion_id"],
-    students.n_students,
-    int(students.failed.sum()),
-    settings.gamma,
-    settings.beta_deg,
-)
-summary = {**p.labels, "n_students": students.n_students}
-try:
-    recovery = reconstruct(
-        students.weights,
-        students.biases,
-        students.loss,
-        students.failed,
-        x,
-        y,
+log = logging.getLogger("study.recover")
+
+
+def main(
+    students_store: str, queries: str, activation: str, settings: dict, labels: dict, out: dict
+) -> None:
+    students = read_students(students_store)
+    x, y = read_queries(queries)
+    options = dict(settings)
+    recovery_settings = RecoverySettings(
+        n_students=students.n_students,
+        retrain=TrainSettings(**options.pop("retrain")),
+        finetune=FinetuneSettings(**options.pop("finetune")),
+        **options,
+    )
+    log.info(
+        "%s %s: %d students (%d failed in training), gamma %g, beta %g deg",
+        labels["teacher"],
+        labels["expansion_id"],
+        students.n_students,
+        int(students.failed.sum()),
+        recovery_settings.gamma,
+        recovery_settings.beta_deg,
+    )
+    try:
+        recovery = reconstruct(
+            students.weights,
+            students.biases,
+            students.loss,
+            students.failed,
+            x,
+            y,
+            activation,
+            recovery_settings,
+        )
+    except InputError as e:
+        log.warning("recovery failed: %s", e)
+        write_failed_recovery(out["store"], str(e))
+        summary = recovery_summary(labels, students.n_students, None, str(e))
+    else:
+        log.info("recovered hidden widths %s in %.1f s", recovery.widths, recovery.seconds)
+        write_recovery(
+            out["store"], recovery, {"labels": labels, "n_students": students.n_students}
+        )
+        summary = recovery_summary(labels, students.n_students, recovery, None)
+    write_json(out["summary"], summary)
+
+
+if __name__ == "__main__":
+    snakemake = globals()["snakemake"]  # injected by Snakemake
+    _study.start(snakemake, torch_threads=True)
+    p, o = snakemake.params, snakemake.output
+    main(
+        snakemake.input.students,
+        snakemake.input.queries,
         p.activation,
-        settings,
+        p.settings,
+        p.labels,
+        {"store": o.store, "summary": o.summary},
     )
-except InputError as e:
-    log.warning("recovery failed: %s", e)
-    summary.update(status="failed", reason=str(e), widths=None, diagnostics=None)
-    # An empty store that says why, so that the output exists and readers can tell.
-    xr.Dataset(attrs={"kind": "failed_recovery", "reason": str(e)}).to_zarr(
-        snakemake.output.store, mode="w", zarr_format=3, consolidated=False
-    )
-else:
-    log.info("recovered hidden widths %s in %.1f s", recovery.widths, recovery.seconds)
-    summary.update(
-        status="ok", reason=None, widths=recovery.widths, diagnostics=recovery.diagnostics()
-    )
-    write_recovery(
-        snakemake.output.store, recovery, {"labels": p.labels, "n_students": students.n_students}
-    )
-write_json(snakemake.output.summary, summary)

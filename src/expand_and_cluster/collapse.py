@@ -1,0 +1,106 @@
+"""One hidden layer of the cluster phase: canonicalise every student's neurons, cluster
+them, choose a representative per kept cluster, and collapse each cluster into one neuron
+whose outgoing weights every student's members share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from expand_and_cluster.activations import Symmetry
+from expand_and_cluster.cluster import LayerClusters, cluster_layer
+from expand_and_cluster.errors import InputError
+from expand_and_cluster.students import TrainResult
+from expand_and_cluster.symmetry import (
+    align_signs,
+    canonicalise_neurons,
+    neuron_vectors,
+    outgoing_after_flip,
+)
+
+
+@dataclass(eq=False)
+class LayerRecovery:
+    """What happened at one hidden layer."""
+
+    clusters: LayerClusters
+    features: np.ndarray  # canonical vectors of all healthy students' neurons
+    scales: np.ndarray  # removed scale of each neuron (norms for relu-like classes, else 1)
+    student_of: np.ndarray  # student index (into the full ensemble) of each neuron
+    representative_student: np.ndarray  # per kept cluster
+    width: int  # width after clustering (before pruning)
+    retrain: TrainResult | None = None  # retraining of the students after this layer (deep nets)
+    pruned: list[int] = field(default_factory=list)  # neurons (of `width`) pruned at this layer
+
+
+def cluster_students_layer(
+    weight: np.ndarray,
+    bias: np.ndarray,
+    losses: np.ndarray,
+    student_ids: np.ndarray,
+    n_total: int,
+    symmetry: Symmetry,
+    gamma: float,
+    beta_deg: float,
+    cut_rule: str,
+) -> LayerRecovery:
+    """Cluster one hidden layer of the healthy students.
+
+    ``weight`` is ``(N, out, in)`` and ``bias`` ``(N, out)`` for the N healthy students,
+    ``losses`` their final losses, ``student_ids`` each one's index in the full ensemble,
+    and ``n_total`` the number of students trained, failed ones included (gamma is a
+    fraction of these)."""
+    n, width = weight.shape[:2]
+    features, scales = canonicalise_neurons(
+        neuron_vectors(weight, bias).reshape(n * width, -1), symmetry
+    )
+    local_student = np.repeat(np.arange(n), width)
+    clusters = cluster_layer(features, local_student, n_total, symmetry, gamma, beta_deg, cut_rule)
+    if len(clusters.kept) == 0:
+        raise InputError(
+            f"no cluster passed the filters ({clusters.summary()}): the students did not agree "
+            "on any neuron; train longer, lower gamma or raise beta"
+        )
+    # Each cluster's neuron comes from the lowest-loss student that has a member in it.
+    representative = np.array(
+        [min(local_student[clusters.members[c]], key=lambda s: losses[s]) for c in clusters.kept]
+    )
+    return LayerRecovery(
+        clusters=clusters,
+        features=features,
+        scales=scales,
+        student_of=student_ids[local_student],
+        representative_student=student_ids[representative],
+        width=len(clusters.kept),
+    )
+
+
+def collapse_layer(
+    rec: LayerRecovery, next_weight: np.ndarray, student_ids: np.ndarray, symmetry: Symmetry
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One neuron per kept cluster: the representative student's member (averaged over its
+    duplicates, signs aligned) as incoming vector; for every student, the sum of its
+    members' outgoing weights (scale and sign undone) as its outgoing weights.
+
+    Returns ``(weight (K, in), bias (K,), next weights (N, next, K), next-bias shift (N, next))``.
+    """
+    n, n_next, width = next_weight.shape
+    local_student = np.searchsorted(student_ids, rec.student_of)
+    unit_index = np.tile(np.arange(width), n)
+    kept = rec.clusters.kept
+    incoming = np.empty((len(kept), rec.features.shape[1]))
+    out_weights = np.zeros((n, n_next, len(kept)))
+    shift = np.zeros((n, n_next))
+    for slot, (c, rep) in enumerate(zip(kept, rec.representative_student, strict=True)):
+        members = rec.clusters.members[c]
+        students = local_student[members]
+        own = rec.student_of[members] == rep
+        signs = align_signs(rec.features[members], rec.features[members[own][0]], symmetry)
+        incoming[slot] = (rec.features[members[own]] * signs[own, None]).mean(axis=0)
+        outgoing = next_weight[students, :, unit_index[members]] * rec.scales[members, None]
+        flipped, bias_shift = outgoing_after_flip(outgoing, signs, symmetry)
+        np.add.at(out_weights[:, :, slot], students, flipped)
+        np.add.at(shift, students, bias_shift)
+    return incoming[:, :-1], incoming[:, -1], out_weights, shift
