@@ -8,6 +8,7 @@ digits images), ``n`` (number of inputs), ``seed``, and for ``dataset`` the
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def sample_inputs(distribution: str, n: int, d: int, seed: int, key: str = "quer
 def parse_query_spec(spec: str) -> tuple[str, int]:
     """``"gaussian:20000"`` -> ``("gaussian", 20000)``."""
     name, _, count = spec.partition(":")
-    if name not in DISTRIBUTIONS or not count.isdigit() or int(count) < 1:
+    # str.isdigit accepts superscripts and other scripts' digits; a count is ASCII.
+    if name not in DISTRIBUTIONS or not re.fullmatch("[0-9]+", count) or int(count) < 1:
         raise InputError(
             f"bad query spec {spec!r}: write DISTRIBUTION:COUNT with DISTRIBUTION one of "
             f"{', '.join(DISTRIBUTIONS)}, e.g. gaussian:20000"

@@ -12,6 +12,7 @@ fine-tuning (:mod:`expand_and_cluster.prune`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from expand_and_cluster.errors import InputError
 from expand_and_cluster.finetune import FinetuneResult, FinetuneSettings
 from expand_and_cluster.network import MLP
 from expand_and_cluster.prune import fit_output_layer, prune_and_finetune
+from expand_and_cluster.resources import check_memory, estimate_recovery_memory
 from expand_and_cluster.settings import check_settings, setting
 from expand_and_cluster.students import (
     StudentEnsemble,
@@ -118,6 +120,8 @@ class Recovery:
     finetune: FinetuneResult
     seconds: float
     excluded_students: list[int] = field(default_factory=list)  # failed (NaN/inf) students
+    # Why the result may not be trusted (too few queries, narrow students, constant output).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def widths(self) -> list[int]:
@@ -151,7 +155,7 @@ class Recovery:
                     "pruned": rec.pruned,
                 }
             )
-        warnings = []
+        warnings = list(self.warnings)
         if self.excluded_students:
             warnings.append(
                 f"{len(self.excluded_students)} student(s) failed (loss NaN or inf) and were "
@@ -227,11 +231,15 @@ def reconstruct(
     y: np.ndarray,
     activation: str,
     settings: RecoverySettings,
+    teacher_widths: list[int] | None = None,
 ) -> Recovery:
     """The cluster phase on trained students (``weights[l]``: ``(students, out, in)``):
-    cluster layer by layer, collapse, fit the output layer, prune and fine-tune."""
+    cluster layer by layer, collapse, fit the output layer, prune and fine-tune. With
+    ``teacher_widths`` (when known), students no wider than the teacher are warned about."""
     t0 = time.perf_counter()
     x, y = _as_data(x, y)
+    student_widths = [w.shape[1] for w in weights[:-1]]
+    warnings = trust_warnings(x, y, student_widths, teacher_widths)
     act = get_activation(activation)
     n_total = len(losses)
     losses = np.where(np.asarray(failed, dtype=bool), np.inf, np.asarray(losses, dtype=np.float64))
@@ -295,7 +303,43 @@ def reconstruct(
             )
     seconds = time.perf_counter() - t0
     log.info("recovered hidden widths %s in %.1f s", network.hidden_widths, seconds)
-    return Recovery(network, layers, fit_mse, finetune, seconds, excluded)
+    return Recovery(network, layers, fit_mse, finetune, seconds, excluded, warnings)
+
+
+def trust_warnings(
+    x: np.ndarray,
+    y: np.ndarray,
+    student_widths: list[int],
+    teacher_widths: list[int] | None = None,
+) -> list[str]:
+    """Reasons not to trust a recovery from these data, each logged as a warning: fewer
+    queries than a student has parameters (students can fit them without learning the
+    network: the paper's failure regime), students not wider than the teacher (E&C needs
+    overparameterised students), outputs that are (nearly) constant (they tell nothing)."""
+    widths = [x.shape[1], *student_widths, y.shape[1]]
+    parameters = sum(i * o + o for i, o in itertools.pairwise(widths))
+    warnings = []
+    if len(x) < parameters:
+        warnings.append(
+            f"only {len(x)} queries for students of {parameters} parameters each: they can "
+            "fit the queries without learning the network; use more queries"
+        )
+    if teacher_widths is not None and any(
+        s <= t for s, t in zip(student_widths, teacher_widths, strict=False)
+    ):
+        warnings.append(
+            f"students of hidden widths {student_widths} are not wider than the teacher's "
+            f"{teacher_widths}: E&C needs wider students (expansion 4 is the default)"
+        )
+    scale = max(1.0, float(np.abs(y).max(initial=0.0)))
+    if len(y) < 2 or float(y.std(axis=0).max()) <= 1e-9 * scale:
+        warnings.append(
+            "the teacher's outputs are constant (or nearly) on these queries: they tell "
+            "nothing about its neurons; query a wider input range"
+        )
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
 
 
 def retrain_above(
@@ -330,16 +374,20 @@ def recover(
     student_widths: list[int],
     settings: RecoverySettings | None = None,
     checkpoint: str | Path | None = None,
+    teacher_widths: list[int] | None = None,
 ) -> tuple[Recovery, TrainResult]:
     """Expand-and-Cluster end to end from queries ``x`` (samples, in) and the unknown
     network's outputs ``y`` (or a callable that computes them), given its activation and
     the students' hidden widths (one per hidden layer, wider than the unknown network's,
-    e.g. 4x). Returns the recovery (network, widths, diagnostics) and the trained students."""
+    e.g. 4x). Returns the recovery (network, widths, diagnostics) and the trained students.
+    A request that cannot fit in memory is refused before any work."""
     settings = settings or RecoverySettings()
     settings.validate()
     get_activation(activation)
     x = np.asarray(x, dtype=np.float64)
     y = y(x) if callable(y) else y
+    y_columns = 1 if np.ndim(y) == 1 else np.shape(y)[1]
+    check_recovery_memory(len(x), x.shape[1], y_columns, student_widths, settings)
     trained = expand(
         x,
         y,
@@ -352,9 +400,42 @@ def recover(
     )
     weights, biases = trained.students.numpy()
     recovery = reconstruct(
-        weights, biases, trained.final_loss, trained.failed, x, y, activation, settings
+        weights,
+        biases,
+        trained.final_loss,
+        trained.failed,
+        x,
+        y,
+        activation,
+        settings,
+        teacher_widths,
     )
     return recovery, trained
+
+
+def check_recovery_memory(
+    n_queries: int,
+    n_inputs: int,
+    n_outputs: int,
+    student_widths: list[int],
+    settings: RecoverySettings,
+) -> None:
+    """Refuse a recovery whose estimated memory exceeds what this machine has available
+    (:mod:`expand_and_cluster.resources`), naming the figure and the setting to turn."""
+    estimate = estimate_recovery_memory(
+        n_queries,
+        n_inputs,
+        n_outputs,
+        student_widths,
+        settings.n_students,
+        settings.train.batch_size,
+        settings.train.dtype,
+    )
+    check_memory(
+        estimate,
+        f"a recovery with {settings.n_students} students of hidden widths {student_widths} "
+        f"on {n_queries} queries",
+    )
 
 
 def _as_data(x, y) -> tuple[np.ndarray, np.ndarray]:

@@ -11,10 +11,12 @@ import zlib
 import numpy as np
 import torch
 
+from expand_and_cluster.errors import InputError
+
 
 def _entropy(seed: int, keys: tuple[str | int, ...]) -> list[int]:
     if not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+        raise InputError(f"seed must be a non-negative integer; got {seed!r}")
     return [int(seed)] + [k if isinstance(k, int) else zlib.crc32(k.encode()) for k in keys]
 
 

@@ -32,6 +32,9 @@ from expand_and_cluster.network import MLP
 
 FORMAT_VERSION = 1
 _ZARR = {"zarr_format": 3, "consolidated": False}
+# Stores are read as raw numbers: CF attributes a store may carry (units "days since ...",
+# scale_factor, _FillValue) must never turn weights into dates or rescale them.
+_RAW = {"decode_cf": False, "mask_and_scale": False, "decode_times": False}
 
 
 def provenance(**extra: Any) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def _open(path: str | Path, group: str | None = None) -> xr.Dataset:
     if not path.exists():
         raise InputError(f"store {path} does not exist")
     try:
-        return xr.open_zarr(path, group=group, chunks=None, **_ZARR)
+        return xr.open_zarr(path, group=group, chunks=None, **_ZARR, **_RAW)
     except Exception as e:
         where = f"group {group!r} of " if group else ""
         raise InputError(f"cannot read {where}store {path}: {type(e).__name__}: {e}") from None
@@ -122,8 +125,11 @@ def read_network(path: str | Path) -> MLP:
             raise InputError(
                 f"{path} is not a network store (attribute {key!r} missing): write it with `ecluster teacher` or expand_and_cluster.store.write_network"
             )
+    _check_attr(path, attrs, "activation", str)
+    _check_attr(path, attrs, "n_layers", int)
+    _check_attr(path, attrs, "has_skip", bool, required=False)
     weights, biases = [], []
-    for layer in range(int(attrs["n_layers"])):
+    for layer in range(attrs["n_layers"]):
         group = f"layer{layer}"
         ds = _open(path, group)
         weights.append(_load(ds, "weight", path, group))
@@ -133,6 +139,19 @@ def read_network(path: str | Path) -> MLP:
         return MLP(weights, biases, attrs["activation"], skip)
     except (InputError, ValueError) as e:
         raise InputError(f"network store {path}: {e}") from None
+
+
+def _check_attr(path: Path, attrs: Any, key: str, kind: type, required: bool = True) -> None:
+    """Refuse an attribute of the wrong type (a string for n_layers, a list for the
+    activation), naming the store and the key."""
+    if key not in attrs and not required:
+        return
+    value = attrs[key]
+    wrong_bool = kind is int and isinstance(value, bool)
+    if not isinstance(value, kind) or wrong_bool or (kind is int and value < 1):
+        raise InputError(
+            f"store {path}: attribute {key!r} is {value!r}, expected {'a positive integer' if kind is int else kind.__name__}: the store is damaged or not written by expand_and_cluster"
+        )
 
 
 def network_attrs(path: str | Path) -> dict[str, Any]:
@@ -204,10 +223,11 @@ def read_students(path: str | Path) -> StudentStore:
     if root.attrs.get("kind") not in ("students", "gathered_students"):
         raise InputError(f"{path} is not a student store (kind={root.attrs.get('kind')!r})")
     gathered = root.attrs["kind"] == "gathered_students"
-    lead = 2 if gathered else 1
 
     def flat(a: np.ndarray) -> np.ndarray:
-        return a.reshape(-1, *a.shape[lead:]) if gathered else a
+        # Explicit sizes: a history with no entries (every student failed before the
+        # first log line) has size 0, where -1 cannot be inferred.
+        return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]) if gathered else a
 
     failed = flat(_load(root, "failed", path, None)).astype(bool)
     loss = flat(_load(root, "loss", path, None, allow_nan=True))
@@ -215,7 +235,8 @@ def read_students(path: str | Path) -> StudentStore:
     seeds = root["seed"].values if gathered else np.array([root.attrs.get("seed", 0)])
     per_seed = len(loss) // len(seeds)
     weights, biases = [], []
-    for layer in range(int(root.attrs["n_layers"])):
+    _check_attr(path, root.attrs, "n_layers", int)
+    for layer in range(root.attrs["n_layers"]):
         group = f"layer{layer}"
         ds = _open(path, group)
         w = flat(_load(ds, "weight", path, group, allow_nan=True))

@@ -12,6 +12,7 @@ from expand_and_cluster.activations import get_activation
 from expand_and_cluster.data import sample_inputs
 from expand_and_cluster.errors import InputError
 from expand_and_cluster.network import MLP, torch_forward
+from expand_and_cluster.resources import MemoryEstimate, check_memory
 from expand_and_cluster.seeding import numpy_rng, torch_generator
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def synthetic_teacher(
     """
     sizes = parse_sizes(sizes)
     act = get_activation(activation)
+    check_memory(teacher_memory(sizes), f"a synthetic teacher of sizes {sizes}")
     rng = numpy_rng(seed, "teacher")
     h = sample_inputs(input_distribution, _CALIBRATION_SAMPLES, sizes[0], seed, "calibration")
     weights, biases = [], []
@@ -64,6 +66,14 @@ def synthetic_teacher(
     weights.append(magnitude * rng.choice([-1.0, 1.0], size=magnitude.shape))
     biases.append(rng.uniform(-0.5, 0.5, size=n_out))
     return MLP(weights, biases, activation)
+
+
+def teacher_memory(sizes: list[int]) -> MemoryEstimate:
+    """Peak memory of drawing a synthetic teacher: its weights and the calibration samples'
+    pre-activations and activations of its widest layer (float64)."""
+    parameters = sum(i * o + o for i, o in itertools.pairwise(sizes))
+    calibration = 3 * _CALIBRATION_SAMPLES * max(sizes) * 8
+    return MemoryEstimate(0.0, float(8 * parameters + calibration), 0.0, 0.0)
 
 
 def _calibrated_layer(h: np.ndarray, width: int, rng: np.random.Generator):

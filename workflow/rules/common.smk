@@ -3,6 +3,7 @@ functions. Rule files hold rules only; everything computed lives here."""
 
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -24,7 +25,9 @@ from expand_and_cluster.evaluate import (
     recovery_labels as make_recovery_labels,
 )
 from expand_and_cluster.reconstruct import RecoverySettings
+from expand_and_cluster.resources import check_memory, estimate_recovery_memory
 from expand_and_cluster.students import TrainSettings
+from expand_and_cluster.teachers import teacher_memory
 from expand_and_cluster.students import student_widths as expanded_widths
 
 
@@ -42,9 +45,41 @@ def config_error_message(error):
     return f"config key {path}: {error.message} (see config/README.md)"
 
 
+def check_plain_data(cfg, limit=100_000):
+    """Before the schema walks it: refuse NaN and infinite numbers anywhere (JSON schema
+    bounds let NaN through), one part of the config repeated by a YAML alias (nested aliases
+    make a small file expand to billions of values), and configs of more than ``limit``
+    values."""
+    seen, stack, count = set(), [(cfg, "(top level)")], 0
+    while stack:
+        value, key = stack.pop()
+        count += 1
+        if count > limit:
+            raise WorkflowError(
+                f"invalid configuration: more than {limit} values; a study config is a few "
+                "hundred (see config/README.md)"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise WorkflowError(
+                f"invalid configuration: config key {key} is {value}; it must be a finite "
+                "number (see config/README.md)"
+            )
+        if isinstance(value, dict | list):
+            if id(value) in seen:
+                raise WorkflowError(
+                    f"invalid configuration: config key {key} repeats another part of the "
+                    "config (a YAML alias); write its values out (see config/README.md)"
+                )
+            seen.add(id(value))
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            prefix = "" if key == "(top level)" else f"{key}."
+            stack.extend((item, f"{prefix}{name}") for name, item in items)
+
+
 def validate_config(cfg):
     """Validate ``cfg`` against config/schema.yaml and fill in the defaults; any problem
     stops the run before a job starts, with a message that names the key."""
+    check_plain_data(cfg)
     try:
         validate(cfg, schema="../../config/schema.yaml")
     except WorkflowError as e:
@@ -55,6 +90,9 @@ def validate_config(cfg):
 
 
 validate_config(config)
+
+# The bundled digits: 1797 images of 64 pixels.
+DIGITS_IMAGES = 1797
 
 STUDY = config["study"]
 
@@ -141,19 +179,22 @@ def build_teachers(cfg):
     return teachers
 
 
+def checked_config(key, make):
+    """``make()``, with a library InputError turned into a one-line config error."""
+    try:
+        return make()
+    except InputError as e:
+        raise WorkflowError(
+            f"invalid configuration: config key {key}: {e} (see config/README.md)"
+        ) from None
+
+
 def check_settings(cfg):
     """Build every settings object of the library from the config, so that the library's
     own declarations (type, finite, bounds; gamma * N >= 2) check each value before any job
     starts; a problem stops the run with the config key named."""
     students, rec = cfg["students"], cfg["recovery"]
-
-    def checked(key, make):
-        try:
-            return make()
-        except InputError as e:
-            raise WorkflowError(
-                f"invalid configuration: config key {key}: {e} (see config/README.md)"
-            ) from None
+    checked = checked_config
 
     checked("students.train", lambda: TrainSettings(**students["train"]))
     for expansion in students["expansions"]:
@@ -167,6 +208,34 @@ def check_settings(cfg):
                 lambda: RecoverySettings.from_dict(options),
             )
     checked("evaluation", lambda: EvaluationSettings(**cfg["evaluation"]))
+
+
+def check_job_memory(cfg, teachers):
+    """Every teacher and recovery job must fit in this machine's memory (estimated from
+    the sizes alone, before any job starts); the message names the figure and the knob."""
+    students = cfg["students"]
+    n_students = len(students["seeds"]) * students["per_job"]
+    train = students["train"]
+    for tid, spec in teachers.items():
+        sizes = spec["sizes"]
+        key = f"teachers (teacher {tid})"
+        checked_config(key, lambda: check_memory(teacher_memory(sizes), f"teacher {tid}"))
+        n_queries = (
+            DIGITS_IMAGES if spec["queries"]["distribution"] == "dataset" else cfg["queries"]["n"]
+        )
+        for expansion in students["expansions"]:
+            widths = expanded_widths(sizes[1:-1], expansion)
+            estimate = estimate_recovery_memory(
+                n_queries,
+                sizes[0],
+                sizes[-1],
+                widths,
+                n_students,
+                train["batch_size"],
+                train["dtype"],
+            )
+            what = f"teacher {tid} at expansion {expansion:g} ({n_students} students)"
+            checked_config(key, lambda: check_memory(estimate, what))
 
 
 def recovery_options(gamma, beta_deg):
@@ -197,6 +266,7 @@ def unique_ids(values, make_id, key):
 
 TEACHERS = build_teachers(config)
 check_settings(config)
+check_job_memory(config, TEACHERS)
 SYNTHETIC = sorted(t for t, s in TEACHERS.items() if s["kind"] == "synthetic")
 DIGITS = sorted(t for t, s in TEACHERS.items() if s["kind"] == "digits")
 EXPANSIONS = unique_ids(config["students"]["expansions"], expansion_id, "students.expansions")
