@@ -132,7 +132,6 @@ def _set_array_attrs(store, group, array, attrs):
     [
         {"units": "days since 2000-01-01", "calendar": "standard"},
         {"scale_factor": 2.0, "add_offset": 1.0},
-        {"_FillValue": 0.5},
     ],
 )
 def test_cf_attributes_never_change_the_weights(tmp_path, attrs):
@@ -143,6 +142,16 @@ def test_cf_attributes_never_change_the_weights(tmp_path, attrs):
     read = read_network(store)
     np.testing.assert_array_equal(read.weights[0], network.weights[0])
     assert read.weights[0].dtype == np.float64
+
+
+def test_a_fill_value_attribute_is_refused_with_the_store_named(tmp_path):
+    # xarray cannot even parse a float _FillValue attribute of a Zarr v3 array: the store is
+    # refused, never read with masked weights.
+    store = tmp_path / "n.zarr"
+    write_network(store, synthetic_teacher("4,3,1", "tanh", 0))
+    _set_array_attrs(store, "layer0", "weight", {"_FillValue": 0.5})
+    with pytest.raises(InputError, match=r"n\.zarr.*fill_value"):
+        read_network(store)
 
 
 @pytest.mark.parametrize(

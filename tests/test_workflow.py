@@ -67,6 +67,30 @@ pytestmark = [
             {"students": {"expansions": ["four"]}},
             r"students\.expansions\.0: 'four' is not of type 'number'",
         ),
+        # NaN passes every numeric bound of a JSON schema: refused before the schema runs.
+        (
+            {"students": {"train": {"lr": float("nan")}}},
+            r"config key students\.train\.lr is nan; it must be a finite number",
+        ),
+        (
+            {"evaluation": {"exact_angle_deg": float("nan")}},
+            r"config key evaluation\.exact_angle_deg is nan",
+        ),
+        ({"students": {"expansions": [float("inf")]}}, r"students\.expansions\.0 is inf"),
+        # Two values, one id: their results would share a folder.
+        (
+            {"students": {"expansions": [2, 2.000000000000001]}},
+            r"students\.expansions: 2 and 2\.000000000000001 both get the id 'x2'",
+        ),
+        (
+            {"recovery": {"gammas": [0.5, 0.5000000000000001]}},
+            r"recovery\.gammas / recovery\.betas_deg: .* both get the id 'g0\.5-b60'",
+        ),
+        # Sizes that cannot fit: refused from the sizes alone, with the figure and the knob.
+        (
+            {"teachers": {"synthetic": [{"activations": ["tanh"], "sizes": ["3,3000000000,1"]}]}},
+            r"teacher tanh-3-3000000000-1-s0 needs .* GB of memory",
+        ),
     ],
 )
 def test_invalid_config_stops_before_any_job_and_names_the_key(tmp_path, override, expected):
@@ -76,6 +100,20 @@ def test_invalid_config_stops_before_any_job_and_names_the_key(tmp_path, overrid
     output = result.stdout + result.stderr
     assert "invalid configuration" in output
     assert re.search(expected, output), output
+    assert not (tmp_path / "results").exists()
+
+
+def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    # Nested aliases: 9 levels of 10 copies would be a billion values once walked.
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for level in range(1, 10):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]")
+    bad = tmp_path / "bomb.yaml"
+    bad.write_text("\n".join(lines) + "\n")
+    result = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "repeats another part of the config (a YAML alias)" in output, output[-2000:]
     assert not (tmp_path / "results").exists()
 
 

@@ -4,6 +4,7 @@ and a failed student is excluded, reported, and does not stop the study."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from study_runner import REPO, snakemake, snakemake_command, write_config
 
 from expand_and_cluster.store import read_students, write_students
@@ -199,3 +201,18 @@ def test_failed_student_is_excluded_and_reported(test_study, tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[5] == "1"  # students_failed
     assert "excluded from clustering" in cells[-2]  # notes
+
+
+def test_study_whose_every_student_diverges_finishes_with_failed_rows(tmp_path):
+    """lr 1e30: every student of every job diverges. The study still finishes; the tables
+    hold a `failed` row per recovery instead of the study stopping in the gather."""
+    config = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    config["study"] = "diverged"
+    config["teachers"]["digits"] = []
+    config["students"]["train"]["lr"] = 1.0e30
+    configfile = write_config(tmp_path / "diverged.yaml", config)
+    snakemake("--cores", "2", "--configfile", str(configfile), "--directory", str(tmp_path))
+    tables = tmp_path / "results/diverged/tables"
+    rows = list(csv.DictReader((tables / "recoveries.csv").open()))
+    assert [(r["teacher"], r["status"]) for r in rows] == [("tanh-3-2-1-s0", "failed")]
+    assert rows[0]["students_failed"] == "4"

@@ -53,8 +53,13 @@ def standardise(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
 
 
+# scikit-learn's bundled 8x8 digits: how many images (an upper bound on dataset queries).
+DIGITS_IMAGES = 1797
+
+
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's bundled 8x8 digits (1797 images): standardised pixels and labels."""
+    """scikit-learn's bundled 8x8 digits (DIGITS_IMAGES images): standardised pixels and
+    labels."""
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()

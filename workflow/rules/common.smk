@@ -17,6 +17,7 @@ try:
 except ImportError:  # a checkout whose package is not installed (e.g. conda deployment)
     sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
+from expand_and_cluster.data import DIGITS_IMAGES
 from expand_and_cluster.errors import InputError
 from expand_and_cluster.evaluate import (
     EvaluationSettings,
@@ -90,9 +91,6 @@ def validate_config(cfg):
 
 
 validate_config(config)
-
-# The bundled digits: 1797 images of 64 pixels.
-DIGITS_IMAGES = 1797
 
 STUDY = config["study"]
 
@@ -194,20 +192,19 @@ def check_settings(cfg):
     own declarations (type, finite, bounds; gamma * N >= 2) check each value before any job
     starts; a problem stops the run with the config key named."""
     students, rec = cfg["students"], cfg["recovery"]
-    checked = checked_config
 
-    checked("students.train", lambda: TrainSettings(**students["train"]))
+    checked_config("students.train", lambda: TrainSettings(**students["train"]))
     for expansion in students["expansions"]:
-        checked("students.expansions", lambda: expanded_widths([1], expansion))
+        checked_config("students.expansions", lambda: expanded_widths([1], expansion))
     n_students = len(students["seeds"]) * students["per_job"]
     for gamma in rec["gammas"]:
         for beta in rec["betas_deg"]:
             options = {"n_students": n_students, **recovery_options(gamma, beta)}
-            checked(
+            checked_config(
                 "recovery (gammas, betas_deg; N = students.seeds x students.per_job)",
                 lambda: RecoverySettings.from_dict(options),
             )
-    checked("evaluation", lambda: EvaluationSettings(**cfg["evaluation"]))
+    checked_config("evaluation", lambda: EvaluationSettings(**cfg["evaluation"]))
 
 
 def check_job_memory(cfg, teachers):
