@@ -3,8 +3,9 @@
 A request that cannot fit (a million-neuron student, 300 million queries, 100,000
 students) is refused in the first second with the figure, the machine's available memory
 and the setting to turn, instead of failing hours later. The figures are estimates of the
-largest arrays each phase holds at once (measured against peak RSS in
-``tests/test_resources.py``), not exact accounting.
+largest arrays each phase holds at once, not exact accounting; the clustering's, which
+dominates large recoveries, is checked against the peak measured in benchmark 3c
+(``tests/test_hostile_input.py``).
 """
 
 from __future__ import annotations
