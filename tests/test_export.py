@@ -77,6 +77,8 @@ def test_export_command_writes_each_format(tmp_path, capsys):
         == 0
     )
     assert set(load_file(out)) == {"0.weight", "0.bias", "2.weight", "2.bias"}
-    code = main(["export", str(tmp_path / "network.zarr"), "--to", "keras"])
-    assert code == 2
+    with pytest.raises(SystemExit) as refused:  # argparse: exit 2 with the choices
+        main(["export", str(tmp_path / "network.zarr"), "--to", "keras"])
+    assert refused.value.code == 2
+    assert main(["export", str(tmp_path / "network.zarr"), "--to", "onnx"]) == 2  # exists
     write_onnx(tmp_path / "again.onnx", net, "float32")
