@@ -556,7 +556,13 @@ def _table(path: Path):
 
 
 def _numeric(table, path: Path) -> np.ndarray:
-    bad = [str(c) for c in table.columns if not np.issubdtype(table[c].dtype, np.number)]
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    bad = [
+        str(c)
+        for c in table.columns
+        if not is_numeric_dtype(table[c].dtype) or is_bool_dtype(table[c].dtype)
+    ]
     if bad:
         raise InputError(
             f"{path}: column(s) {', '.join(bad)} are not numeric; only numeric columns are supported"
