@@ -302,6 +302,7 @@ def test_ctrl_c_says_how_to_resume(capsys, tmp_path, monkeypatch):
     ).exists()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint(tmp_path, caplog):
     write_network(tmp_path / "t.zarr", TEACHER)
     args = ["recover", "--teacher", str(tmp_path / "t.zarr"), "--queries", "gaussian:1000", *FAST,
@@ -329,13 +330,14 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, caplog):
 # -- widths, inputs and the Python API ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_auto_widths_recover_a_6_5_1_teacher(tmp_path, caplog):
     teacher = synthetic_teacher("6,5,1", "tanh", 0)
     torch.save(to_torch(teacher).state_dict(), tmp_path / "m.pt")
     caplog.set_level("INFO")
     out = tmp_path / "out"
     code = main(["recover", "--teacher", str(tmp_path / "m.pt"), "--activation", "tanh", "--student-widths", "auto",
-                 "--queries", "gaussian:2000", *FAST, "--out", str(out)])  # fmt: skip
+                 "--auto-start-width", "16", "--queries", "gaussian:1500", *FAST, "--out", str(out)])  # fmt: skip
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["widths"] == [5] and max(metrics["angles_deg"][0]) < 1.0

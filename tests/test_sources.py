@@ -113,6 +113,7 @@ def test_keras_hdf5(tmp_path, teacher):
     assert_exact(metrics)
 
 
+@pytest.mark.slow
 def test_skops_regressor(tmp_path):
     import skops.io as sio
     from sklearn.neural_network import MLPRegressor
@@ -129,6 +130,7 @@ def test_skops_regressor(tmp_path):
     assert_exact(metrics)
 
 
+@pytest.mark.slow
 def test_skops_classifier_recovers_from_log_probabilities(tmp_path):
     import skops.io as sio
     from sklearn.neural_network import MLPClassifier
