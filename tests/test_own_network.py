@@ -260,7 +260,7 @@ def test_second_run_on_the_same_out_names_the_holder(capsys, tmp_path):
         code, err = run(
             capsys, "recover", "--teacher", tmp_path / "t.zarr", "--out", tmp_path / "out"
         )
-        assert code == 2 and "resume with --resume or remove" in err[-1]
+        assert code == 2 and f"pid {holder.pid}" in err[-1]
         code, err = run(
             capsys,
             "recover",
@@ -275,6 +275,8 @@ def test_second_run_on_the_same_out_names_the_holder(capsys, tmp_path):
         holder.kill()
         holder.wait()
     assert partial.exists()  # another run's folder is left alone
+    code, err = run(capsys, "recover", "--teacher", tmp_path / "t.zarr", "--out", tmp_path / "out")
+    assert code == 2 and "resume with --resume or remove" in err[-1]  # its holder is gone
 
 
 def test_ctrl_c_says_how_to_resume(capsys, tmp_path, monkeypatch):

@@ -33,7 +33,12 @@ def recover(tmp_path, *args):
     out = tmp_path / "run"
     code = main(["recover", *map(str, args), *FAST, "--out", str(out)])
     assert code == 0
-    return json.loads((out / "metrics.json").read_text()), out
+    metrics = json.loads((out / "metrics.json").read_text())
+    print(
+        f"{metrics['kind']}: widths {metrics['widths']}, max angle {metrics['angle_max_deg']}, "
+        f"relative RMSE {metrics['relative_rmse']:.1e}"
+    )
+    return metrics, out
 
 
 def assert_exact(metrics):
@@ -166,3 +171,14 @@ def test_pairs(tmp_path, teacher, kind):
     assert metrics["relative_rmse"] < 1e-3, metrics["relative_rmse"]
     assert "no weight comparison was possible" in metrics["verification"]
     assert metrics["angles_deg"] is None and metrics["n_test"] == 250
+
+
+def test_parquet_pairs_and_named_output_columns(tmp_path):
+    from expand_and_cluster.sources import read_pairs
+
+    table = pd.DataFrame(
+        {"age": [1.0, 2.0, 3.0], "dose": [0.5, 0.1, 0.2], "effect": [3.0, 2.0, 1.0]}
+    )
+    table.to_parquet(tmp_path / "p.parquet")
+    x, y = read_pairs(tmp_path / "p.parquet", ["effect"])
+    assert x.shape == (3, 2) and y[:, 0].tolist() == [3.0, 2.0, 1.0]

@@ -191,6 +191,7 @@ def _teacher(args: argparse.Namespace) -> None:
 def _recover(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
     partial = out.parent / f".{out.name}.partial"
+    _check_lock(partial / "lock", out)
     if partial.exists() and not args.resume:
         raise InputError(
             f"an incomplete run of --out {out} left {partial}: resume with --resume or "
@@ -334,13 +335,8 @@ def _claim(partial: Path, resumed: bool):
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-        holder = lock.read_text().strip() or "?"
-        if holder.isdigit() and _alive(int(holder)):
-            raise InputError(
-                f"--out {partial.name[1:-8]} is being written by another run (pid {holder}, "
-                f"lock {lock}): wait for it or choose another --out"
-            ) from None
-        lock.unlink()  # left by a killed run
+        _check_lock(lock, partial.parent / partial.name[1:-8])
+        lock.unlink(missing_ok=True)  # left by a killed run
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
@@ -357,6 +353,19 @@ def _claim(partial: Path, resumed: bool):
     except BaseException:
         lock.unlink(missing_ok=True)
         raise
+
+
+def _check_lock(lock: Path, out: Path) -> None:
+    """Refuse when another live process holds ``lock`` (its pid is the file's content)."""
+    try:
+        holder = lock.read_text().strip()
+    except OSError:
+        return
+    if holder.isdigit() and _alive(int(holder)):
+        raise InputError(
+            f"--out {out} is being written by another run (pid {holder}, lock {lock}): wait "
+            "for it or choose another --out"
+        )
 
 
 def _alive(pid: int) -> bool:
