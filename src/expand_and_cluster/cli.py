@@ -1,10 +1,11 @@
-"""The ``ecluster`` command: make a synthetic teacher, or recover a network from its outputs.
+"""The ``ecluster`` command: make a synthetic teacher, recover a network from its outputs
+(the user's own model file or input/output pairs), or export a stored network.
 
 Every setting of a recovery is a flag generated from its declaration in the library
 (:mod:`expand_and_cluster.settings`), so the flags, their defaults and the study's schema
 cannot drift apart. ``ecluster recover`` writes the same files, in the same formats, as
 one recovery of the study: ``recovery.zarr``, ``recovery.json``, ``metrics.json``, plus the
-bare network in ``network.zarr``.
+bare network in ``network.zarr``, ``network.safetensors`` and ``network.onnx``.
 """
 
 from __future__ import annotations
@@ -413,6 +414,8 @@ def _no_query(x):
 
 def _n_hidden(args: argparse.Namespace, source: TeacherSource) -> int:
     if args.hidden_layers is not None:
+        if args.hidden_layers < 1:
+            raise InputError(f"--hidden-layers must be at least 1; got {args.hidden_layers}")
         if source.hidden_widths and args.hidden_layers != len(source.hidden_widths):
             raise InputError(
                 f"--hidden-layers {args.hidden_layers} but the teacher has "
