@@ -182,3 +182,16 @@ def test_parquet_pairs_and_named_output_columns(tmp_path):
     table.to_parquet(tmp_path / "p.parquet")
     x, y = read_pairs(tmp_path / "p.parquet", ["effect"])
     assert x.shape == (3, 2) and y[:, 0].tolist() == [3.0, 2.0, 1.0]
+
+
+def test_onnx_graph_that_is_not_a_plain_mlp_is_a_black_box(tmp_path):
+    net = synthetic_teacher("4,3,1", "silu", 0)  # torch writes SiLU as Sigmoid and Mul
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            to_torch(net, "float32"), torch.zeros(2, 4), tmp_path / "m.onnx", dynamo=False
+        )
+    source = open_teacher(tmp_path / "m.onnx", "silu")
+    assert source.network is None and source.hidden_widths is None and "black box" in source.notes
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    assert np.allclose(source(x), net(x), atol=1e-5)

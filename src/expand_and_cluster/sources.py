@@ -274,6 +274,7 @@ _ONNX_REFUSED = {
     "AveragePool": "pooling",
     "Softmax": "a softmax",
 }
+_ONNX_CHAIN = ("Gemm", "MatMul", "Add", "Identity", "Flatten", "Dropout")
 _ONNX_ACTIVATIONS = {
     "Relu": "relu",
     "LeakyRelu": "leaky_relu",
@@ -330,27 +331,35 @@ def _from_onnx(path: Path, activation: str | None) -> TeacherSource:
             raise InputError(
                 f"{path}: node {node.name!r} is dropout in training mode; export in eval mode"
             )
-    stated_acts = {
-        _ONNX_ACTIVATIONS[n.op_type] for n in graph.node if n.op_type in _ONNX_ACTIVATIONS
-    }
-    props = {p.key: p.value for p in model.metadata_props}
-    if "activation" in props:
-        stated_acts = {registry_activation(props["activation"], f"{path} metadata")}
-    if len(stated_acts) > 1:
+    # An activation op names the activation only in a plain chain: Sigmoid inside
+    # x * sigmoid(x) is part of SiLU. Such graphs are queried without a stated activation.
+    chain = all(n.op_type in _ONNX_CHAIN or n.op_type in _ONNX_ACTIVATIONS for n in graph.node)
+    kinds = {_ONNX_ACTIVATIONS[n.op_type] for n in graph.node if n.op_type in _ONNX_ACTIVATIONS}
+    if chain and len(kinds) > 1:
         raise InputError(
-            f"{path}: the graph uses different activations ({', '.join(sorted(stated_acts))}); "
+            f"{path}: the graph uses different activations ({', '.join(sorted(kinds))}); "
             f"only {SUPPORTED} is supported"
         )
-    stated = next(iter(stated_acts), None)
+    props = {p.key: p.value for p in model.metadata_props}
+    stated = next(iter(kinds)) if chain and kinds else None
+    if "activation" in props:
+        stated = registry_activation(props["activation"], f"{path} metadata")
     n_inputs, dtype = shape[1], floats[inputs[0].type.tensor_type.elem_type]
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     name = inputs[0].name
 
+    # A graph exported without a dynamic batch axis takes exactly shape[0] rows: pad.
+    batch = shape[0] or _BATCH
+
     def query(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=dtype)
-        parts = [session.run(None, {name: x[i : i + _BATCH]})[0] for i in range(0, len(x), _BATCH)]
-        y = np.concatenate(parts).astype(np.float64)
-        return y.reshape(len(x), -1)
+        parts = []
+        for i in range(0, len(x), batch):
+            chunk = x[i : i + batch]
+            if shape[0] and len(chunk) < batch:
+                chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), n_inputs), dtype)])
+            parts.append(session.run(None, {name: chunk})[0][: min(batch, len(x) - i)])
+        return np.concatenate(parts).astype(np.float64).reshape(len(x), -1)
 
     n_outputs = query(np.zeros((1, n_inputs))).shape[1]
     network = _onnx_mlp(graph, numpy_helper, stated or activation)
