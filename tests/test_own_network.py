@@ -378,3 +378,19 @@ def test_recover_takes_a_torch_module():
     recovery, _ = recover(x, teacher, "tanh", [12], settings)
     assert recovery.widths == [3]
     assert teacher[0].weight.dtype == torch.float32  # the user's module is left as it was
+
+
+def test_white_box_and_black_box_metrics_share_one_schema():
+    from expand_and_cluster.evaluate import EvaluationSettings, blackbox_metrics, recovery_metrics
+
+    labels = dict.fromkeys(
+        ["teacher", "kind", "activation", "sizes", "expansion", "expansion_id", "recovery_id", "gamma", "beta_deg"]
+    )  # fmt: skip
+    summary = {**labels, "n_students": 2, "status": "ok", "reason": None, "diagnostics": None}
+    x = np.random.default_rng(0).normal(size=(20, 4))
+    args = (np.ones(2), np.zeros(2), [12], x, TEACHER(x), x)
+    white = recovery_metrics(summary, TEACHER, TEACHER, *args, EvaluationSettings())
+    black = blackbox_metrics(summary, TEACHER, *args, TEACHER(x), EvaluationSettings())
+    assert set(white) == set(black)
+    assert black["status"] == "unverified" and "no weight comparison" in black["verification"]
+    assert white["status"] == "exact" and black["relative_rmse"] == 0.0

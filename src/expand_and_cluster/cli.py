@@ -256,6 +256,7 @@ def _recover(args: argparse.Namespace) -> None:
             settings.beta_deg,
         )
         summary = recovery_summary(labels, settings.n_students, recovery, None)
+        origin = {"kind": source.kind, "notes": source.notes}
         if source.network is not None:
             metrics = recovery_metrics(
                 summary,
@@ -268,6 +269,8 @@ def _recover(args: argparse.Namespace) -> None:
                 y,
                 x_test,
                 evaluation,
+                origin,
+                rounds,
             )
         else:
             metrics = blackbox_metrics(
@@ -282,10 +285,9 @@ def _recover(args: argparse.Namespace) -> None:
                 y_test,
                 evaluation,
                 source.hidden_widths,
+                origin,
+                rounds,
             )
-        metrics["source"] = {"kind": source.kind, "notes": source.notes}
-        if rounds is not None:
-            metrics["auto_width_rounds"] = rounds
         for note in source.notes:
             log.info("note: %s", note)
         write_network(claim / "network.zarr", recovery.network, {"kind": "recovered"})

@@ -176,6 +176,8 @@ def recovery_metrics(
     y: np.ndarray,
     x_test: np.ndarray,
     settings: EvaluationSettings,
+    source: dict[str, Any] | None = None,
+    auto_width_rounds: list[dict] | None = None,
 ) -> dict[str, Any]:
     """The metrics of one recovery (``metrics.json``), from its summary
     (:func:`expand_and_cluster.reconstruct.recovery_summary`), the teacher, the recovered
@@ -200,6 +202,9 @@ def recovery_metrics(
         "warnings": (summary["diagnostics"] or {}).get("warnings", []),
         "teacher_output_std": float(teacher(x_test).std()),
         "verification": WEIGHTS_COMPARED,
+        # Where the teacher came from (ecluster recover) and the --student-widths auto search.
+        "source": source,
+        "auto_width_rounds": auto_width_rounds,
     }
     if network is None:
         metrics.update(
@@ -269,7 +274,8 @@ def blackbox_metrics(
     y_test: np.ndarray,
     settings: EvaluationSettings,
     teacher_widths: list[int] | None = None,
-    notes: list[str] | None = None,
+    source: dict[str, Any] | None = None,
+    auto_width_rounds: list[dict] | None = None,
 ) -> dict[str, Any]:
     """The metrics of a recovery whose teacher's weights are unknown: the schema of
     :func:`recovery_metrics` with the weight comparison left empty, the held-out RMSE
@@ -294,9 +300,11 @@ def blackbox_metrics(
         "exact_angle_deg": settings.exact_angle_deg,
         "recovery_status": summary["status"],
         "reason": summary["reason"],
-        "warnings": [*(summary["diagnostics"] or {}).get("warnings", []), *(notes or [])],
+        "warnings": (summary["diagnostics"] or {}).get("warnings", []),
         "teacher_output_std": std,
         "verification": NO_WEIGHTS,
+        "source": source,
+        "auto_width_rounds": auto_width_rounds,
         "widths": widths,
         "angles_deg": None,
         "missing": None,
