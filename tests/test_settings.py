@@ -96,7 +96,7 @@ def test_cli_and_study_give_the_same_student_widths(tmp_path, monkeypatch):
     write_network(tmp_path / "t.zarr", teacher)
     seen = {}
 
-    def fake_recover(x, y, activation, widths, settings):
+    def fake_recover(x, y, activation, widths, settings, *args, **kwargs):
         seen["widths"] = widths
         raise InputError("stop here")
 

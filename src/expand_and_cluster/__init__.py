@@ -2,6 +2,7 @@
 
 from expand_and_cluster.activations import ACTIVATIONS, Symmetry, get_activation
 from expand_and_cluster.errors import InputError
+from expand_and_cluster.export import to_torch
 from expand_and_cluster.finetune import FinetuneSettings
 from expand_and_cluster.network import MLP
 from expand_and_cluster.reconstruct import Recovery, RecoverySettings, expand, reconstruct, recover
@@ -20,5 +21,6 @@ __all__ = [
     "get_activation",
     "reconstruct",
     "recover",
+    "to_torch",
 ]
 __version__ = "0.1.0"

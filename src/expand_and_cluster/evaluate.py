@@ -176,6 +176,8 @@ def recovery_metrics(
     y: np.ndarray,
     x_test: np.ndarray,
     settings: EvaluationSettings,
+    source: dict[str, Any] | None = None,
+    auto_width_rounds: list[dict] | None = None,
 ) -> dict[str, Any]:
     """The metrics of one recovery (``metrics.json``), from its summary
     (:func:`expand_and_cluster.reconstruct.recovery_summary`), the teacher, the recovered
@@ -199,6 +201,10 @@ def recovery_metrics(
         # Failed students excluded from clustering, and other warnings of the recovery.
         "warnings": (summary["diagnostics"] or {}).get("warnings", []),
         "teacher_output_std": float(teacher(x_test).std()),
+        "verification": WEIGHTS_COMPARED,
+        # Where the teacher came from (ecluster recover) and the --student-widths auto search.
+        "source": source,
+        "auto_width_rounds": auto_width_rounds,
     }
     if network is None:
         metrics.update(
@@ -207,6 +213,8 @@ def recovery_metrics(
             missing=None,
             excess=None,
             rmse=None,
+            relative_rmse=None,
+            neuron_support=None,
             exact_widths=False,
             recovered_loss=None,
             angle_median_deg=None,
@@ -218,12 +226,102 @@ def recovery_metrics(
     angles = [a for layer in comparison["angles_deg"] for a in layer if a is not None]
     metrics.update(
         comparison,
+        relative_rmse=_ratio(comparison["rmse"], metrics["teacher_output_std"]),
+        neuron_support=neuron_support(summary),
         recovered_loss=float(np.mean((network(x) - y) ** 2)),
         angle_median_deg=float(np.median(angles)) if angles else None,
         angle_max_deg=float(np.max(angles)) if angles else None,
         status=recovery_status(comparison, settings.exact_angle_deg),
     )
     return metrics
+
+
+WEIGHTS_COMPARED = "the teacher's weights were read: neuron-by-neuron comparison"
+NO_WEIGHTS = (
+    "no weight comparison was possible (the teacher's weights are not readable): "
+    "held-out outputs only"
+)
+# A recovery judged on held-out outputs alone.
+UNVERIFIED = "unverified"
+
+
+def _ratio(a: float | None, b: float) -> float | None:
+    return None if a is None else float(a / b) if b > 0 else float("inf") if a > 0 else 0.0
+
+
+def neuron_support(summary: dict[str, Any]) -> list[list[float]] | None:
+    """Per hidden layer, the fraction of students that share each kept cluster (the
+    clustering's evidence for each recovered neuron, before pruning)."""
+    diagnostics = summary.get("diagnostics")
+    if not diagnostics:
+        return None
+    n = summary["n_students"]
+    return [
+        [c["students"] / n for c in layer["clusters"] if c["status"] == "kept"]
+        for layer in diagnostics["layers"]
+    ]
+
+
+def blackbox_metrics(
+    summary: dict[str, Any],
+    network: MLP | None,
+    student_loss: np.ndarray,
+    student_failed: np.ndarray,
+    student_widths: list[int],
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    settings: EvaluationSettings,
+    teacher_widths: list[int] | None = None,
+    source: dict[str, Any] | None = None,
+    auto_width_rounds: list[dict] | None = None,
+) -> dict[str, Any]:
+    """The metrics of a recovery whose teacher's weights are unknown: the schema of
+    :func:`recovery_metrics` with the weight comparison left empty, the held-out RMSE
+    (absolute and relative to the outputs' standard deviation), the recovered widths, each
+    neuron's support in the clustering, and status ``unverified`` (or ``failed``)."""
+    losses = [None if not np.isfinite(v) else float(v) for v in student_loss]
+    finite = [v for v in losses if v is not None]
+    y_test = np.asarray(y_test, dtype=np.float64).reshape(len(x_test), -1)
+    std = float(y_test.std())
+    rmse = None if network is None else float(np.sqrt(np.mean((network(x_test) - y_test) ** 2)))
+    widths = None if network is None else network.hidden_widths
+    return {
+        **{key: summary[key] for key in LABEL_KEYS},
+        "teacher_widths": teacher_widths,
+        "student_widths": list(student_widths),
+        "n_students": len(losses),
+        "students_failed": int(np.asarray(student_failed, dtype=bool).sum()),
+        "student_loss": losses,
+        "student_loss_median": float(np.median(finite)) if finite else None,
+        "n_queries": len(x),
+        "n_test": len(x_test),
+        "exact_angle_deg": settings.exact_angle_deg,
+        "recovery_status": summary["status"],
+        "reason": summary["reason"],
+        "warnings": (summary["diagnostics"] or {}).get("warnings", []),
+        "teacher_output_std": std,
+        "verification": NO_WEIGHTS,
+        "source": source,
+        "auto_width_rounds": auto_width_rounds,
+        "widths": widths,
+        "angles_deg": None,
+        "missing": None,
+        "excess": None,
+        "rmse": rmse,
+        "relative_rmse": _ratio(rmse, std),
+        "neuron_support": neuron_support(summary),
+        "exact_widths": None
+        if teacher_widths is None or widths is None
+        else widths == teacher_widths,
+        "recovered_loss": None
+        if network is None
+        else float(np.mean((network(x) - np.asarray(y).reshape(len(x), -1)) ** 2)),
+        "angle_median_deg": None,
+        "angle_max_deg": None,
+        "status": "failed" if network is None else UNVERIFIED,
+    }
 
 
 LABEL_KEYS = (

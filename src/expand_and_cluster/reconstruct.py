@@ -377,7 +377,7 @@ def recover(
     teacher_widths: list[int] | None = None,
 ) -> tuple[Recovery, TrainResult]:
     """Expand-and-Cluster end to end from queries ``x`` (samples, in) and the unknown
-    network's outputs ``y`` (or a callable that computes them), given its activation and
+    network's outputs ``y`` (or a ``torch.nn.Module`` or callable that computes them), given its activation and
     the students' hidden widths (one per hidden layer, wider than the unknown network's,
     e.g. 4x). Returns the recovery (network, widths, diagnostics) and the trained students.
     A request that cannot fit in memory is refused before any work."""
@@ -385,7 +385,7 @@ def recover(
     settings.validate()
     get_activation(activation)
     x = np.asarray(x, dtype=np.float64)
-    y = y(x) if callable(y) else y
+    y = teacher_outputs(y, x)
     y_columns = 1 if np.ndim(y) == 1 else np.shape(y)[1]
     check_recovery_memory(len(x), x.shape[1], y_columns, student_widths, settings)
     trained = expand(
@@ -411,6 +411,20 @@ def recover(
         teacher_widths,
     )
     return recovery, trained
+
+
+def teacher_outputs(
+    teacher: np.ndarray | Callable[[np.ndarray], np.ndarray], x: np.ndarray
+) -> np.ndarray:
+    """Outputs given as an array, or computed by a ``torch.nn.Module`` (under no_grad, in
+    float64 when it allows) or any callable on ``x``."""
+    if isinstance(teacher, torch.nn.Module):
+        from expand_and_cluster.sources import module_outputs
+
+        return module_outputs(teacher, x)
+    if callable(teacher):
+        return np.asarray(teacher(x), dtype=np.float64)
+    return teacher
 
 
 def check_recovery_memory(
