@@ -279,6 +279,23 @@ def test_second_run_on_the_same_out_names_the_holder(capsys, tmp_path):
     assert code == 2 and "resume with --resume or remove" in err[-1]  # its holder is gone
 
 
+def test_two_runs_started_together_on_one_out_leave_one_complete_result(tmp_path):
+    """Two real processes race for one --out: one finishes, the other is refused with one
+    line (whichever way the race goes), and the folder holds one complete recovery."""
+    write_network(tmp_path / "t.zarr", TEACHER)
+    args = ["recover", "--teacher", str(tmp_path / "t.zarr"), "--queries", "gaussian:300"]
+    command = [sys.executable, "-m", "expand_and_cluster.cli", *args, *FAST]
+    command += ["--out", str(tmp_path / "out")]
+    runs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = sorted((r.wait(timeout=300), r.stderr.read()) for r in runs)
+    (ok, _), (refused, message) = results
+    assert (ok, refused) == (0, 2), results
+    last = message.strip().splitlines()[-1]
+    assert last.startswith("ecluster: error: ") and ("--out" in last or "output directory" in last)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["widths"]
+    assert not (tmp_path / ".out.partial").exists()
+
+
 def test_ctrl_c_says_how_to_resume(capsys, tmp_path, monkeypatch):
     write_network(tmp_path / "t.zarr", TEACHER)
 

@@ -20,11 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from expand_and_cluster.activations import ACTIVATIONS
 from expand_and_cluster.auto_widths import AutoWidthSettings, recover_auto_widths
-from expand_and_cluster.data import heldout_inputs, parse_query_spec, query_inputs
+from expand_and_cluster.data import (
+    heldout_inputs,
+    parse_query_spec,
+    query_inputs,
+    standardisation,
+)
 from expand_and_cluster.errors import InputError
 from expand_and_cluster.evaluate import (
     EvaluationSettings,
@@ -34,7 +37,7 @@ from expand_and_cluster.evaluate import (
 )
 from expand_and_cluster.export import FORMATS, export
 from expand_and_cluster.finetune import FinetuneSettings
-from expand_and_cluster.network import MLP
+from expand_and_cluster.network import on_raw_inputs
 from expand_and_cluster.reconstruct import (
     RETRAIN_DEFAULTS,
     RecoverySettings,
@@ -217,14 +220,14 @@ def _recover(args: argparse.Namespace) -> None:
     # Refuse what cannot fit before anything is sampled or written.
     first = widths or [auto.start_width] * _n_hidden(args, source)
     check_recovery_memory(design["n"], source.n_inputs, source.n_outputs, first, settings)
-    with _claim(partial, resumed=args.resume) as claim:
+    with _claim(partial, out, resumed=args.resume) as claim:
         if x is None:
             x = query_inputs(design, source.n_inputs)
             x_test = heldout_inputs({**design, "n": HELD_OUT_SAMPLES}, source.n_inputs)
         if y is None:
             y = source.query(x)
             y_test = source.query(x_test)
-        shift, scale = _standardisation(x, args.standardise)
+        shift, scale = standardisation(x) if args.standardise else (0.0, 1.0)
         xs = (x - shift) / scale
         t0 = time.perf_counter()
         rounds = None
@@ -238,14 +241,23 @@ def _recover(args: argparse.Namespace) -> None:
                 result.student_widths,
                 result.rounds,
             )
-            known = source.hidden_widths
-            expansion = min(s / t for s, t in zip(widths, known or widths, strict=False))
         else:
             recovery, students = recover(
                 xs, y, activation, widths, settings, claim / "students.pt", source.hidden_widths
             )
         seconds = time.perf_counter() - t0
-        recovery.network = fold_standardisation(recovery.network, shift, scale)
+        if source.hidden_widths is None:
+            # The teacher's widths are unknown: the expansion is measured against the
+            # recovered widths, the best estimate of them.
+            expansion = min(s / max(r, 1) for s, r in zip(widths, recovery.widths, strict=True))
+            source.notes.append(
+                f"the teacher's widths are unknown: expansion {expansion:g} is the students' "
+                "widths over the recovered ones"
+            )
+        elif expansion is None:
+            expansion = min(s / t for s, t in zip(widths, source.hidden_widths, strict=True))
+        if args.standardise:
+            recovery.network = on_raw_inputs(recovery.network, shift, scale)
         labels = recovery_labels(
             str(args.teacher or args.pairs),
             source.kind,
@@ -325,7 +337,7 @@ def _check_out(out: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _claim(partial: Path, resumed: bool):
+def _claim(partial: Path, out: Path, resumed: bool):
     """The hidden folder a run writes into, locked by a file naming its pid: a second run
     with the same --out is refused; a failed fresh run leaves nothing, an interrupted one
     leaves the folder (with its checkpoints) for --resume."""
@@ -335,14 +347,21 @@ def _claim(partial: Path, resumed: bool):
     except OSError as e:
         raise InputError(f"cannot create {partial}: {e.strerror}") from None
     lock = partial / "lock"
+    # The lock appears with its pid already in it (written aside, then hard-linked, which
+    # fails when the lock exists): a second run never reads a lock that is still empty.
+    mine = partial / f"lock.{os.getpid()}"
+    mine.write_text(str(os.getpid()))
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        try:
+            os.link(mine, lock)
+        except FileExistsError:
+            _check_lock(lock, out)
+            lock.unlink(missing_ok=True)  # left by a killed run
+            os.link(mine, lock)
     except FileExistsError:
-        _check_lock(lock, partial.parent / partial.name[1:-8])
-        lock.unlink(missing_ok=True)  # left by a killed run
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
+        raise InputError(f"--out {out} was claimed by another run a moment ago") from None
+    finally:
+        mine.unlink()
     if resumed:
         log.info("resuming the incomplete run in %s", partial)
     try:
@@ -450,7 +469,7 @@ def _student_widths(args: argparse.Namespace, source: TeacherSource):
                 f"--student-widths gives {len(widths)} hidden layers but --hidden-layers is "
                 f"{args.hidden_layers}"
             )
-        expansion = min(s / t for s, t in zip(widths, known or widths, strict=False))
+        expansion = None if not known else min(s / t for s, t in zip(widths, known, strict=True))
         return widths, expansion
     if source.hidden_widths:
         return student_widths(source.hidden_widths, args.expansion), args.expansion
@@ -477,26 +496,6 @@ def _queries(args: argparse.Namespace, source: TeacherSource, pairs, seed: int):
         return {"distribution": "file", "n": len(x), "seed": seed}, x, x_test, None, None
     distribution, count = parse_query_spec(args.queries)
     return {"distribution": distribution, "n": count, "seed": seed}, None, None, None, None
-
-
-def _standardisation(x: np.ndarray, on: bool) -> tuple[np.ndarray, np.ndarray]:
-    if not on:
-        return np.zeros(x.shape[1]), np.ones(x.shape[1])
-    std = x.std(axis=0)
-    return x.mean(axis=0), np.where(std > 0, std, 1.0)
-
-
-def fold_standardisation(network: MLP, shift: np.ndarray, scale: np.ndarray) -> MLP:
-    """The network on raw inputs from one trained on ``(x - shift) / scale``: the shift and
-    scale move into the first layer (and the skip term)."""
-    w0 = network.weights[0] / scale
-    b0 = network.biases[0] - w0 @ shift
-    biases = [b0, *network.biases[1:]]
-    skip = network.skip_weight
-    if skip is not None:
-        skip = skip / scale
-        biases[-1] = biases[-1] - skip @ shift
-    return MLP([w0, *network.weights[1:]], biases, network.activation, skip)
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -47,10 +47,17 @@ def parse_query_spec(spec: str) -> tuple[str, int]:
     return name, int(count)
 
 
+def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) per feature that give zero mean and unit variance (constant features
+    are only centred)."""
+    std = x.std(axis=0)
+    return x.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
 def standardise(x: np.ndarray) -> np.ndarray:
     """Zero mean, unit variance per feature (constant features are only centred)."""
-    std = x.std(axis=0)
-    return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    shift, scale = standardisation(x)
+    return (x - shift) / scale
 
 
 # scikit-learn's bundled 8x8 digits: how many images (an upper bound on dataset queries).

@@ -123,6 +123,18 @@ class MLP:
         )
 
 
+def on_raw_inputs(network: MLP, shift: np.ndarray, scale: np.ndarray) -> MLP:
+    """The network that takes raw inputs, from one trained on ``(x - shift) / scale``: the
+    shift and scale move into the first layer (and the skip term)."""
+    w0 = network.weights[0] / scale
+    biases = [network.biases[0] - w0 @ shift, *network.biases[1:]]
+    skip = network.skip_weight
+    if skip is not None:
+        skip = skip / scale
+        biases[-1] = biases[-1] - skip @ shift
+    return MLP([w0, *network.weights[1:]], biases, network.activation, skip)
+
+
 @dataclass
 class TorchMLPParameters:
     """The same network as torch tensors, for training; see :func:`torch_forward`."""

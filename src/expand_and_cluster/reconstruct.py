@@ -377,9 +377,9 @@ def recover(
     teacher_widths: list[int] | None = None,
 ) -> tuple[Recovery, TrainResult]:
     """Expand-and-Cluster end to end from queries ``x`` (samples, in) and the unknown
-    network's outputs ``y`` (or a ``torch.nn.Module`` or callable that computes them), given its activation and
-    the students' hidden widths (one per hidden layer, wider than the unknown network's,
-    e.g. 4x). Returns the recovery (network, widths, diagnostics) and the trained students.
+    network's outputs ``y`` (or a ``torch.nn.Module`` or callable that computes them),
+    given its activation and the students' hidden widths (one per hidden layer, wider than
+    the unknown network's, e.g. 4x). Returns the recovery (network, widths, diagnostics) and the trained students.
     A request that cannot fit in memory is refused before any work."""
     settings = settings or RecoverySettings()
     settings.validate()
