@@ -106,9 +106,12 @@ KNOBS = {
 }
 
 
-def check_memory(estimate: MemoryEstimate, what: str, available: float | None = None) -> None:
+def check_memory(
+    estimate: MemoryEstimate, what: str, available: float | None = None, knob: str | None = None
+) -> None:
     """Refuse ``what`` when its estimate exceeds the available memory: one line with the
-    figure, the machine's available memory and the setting to turn."""
+    figure, the machine's available memory and the setting to turn (``knob``, or the one
+    of the phase that does not fit)."""
     available = available_memory() if available is None else available
     if estimate.total <= available:
         return
@@ -116,5 +119,5 @@ def check_memory(estimate: MemoryEstimate, what: str, available: float | None = 
     raise InputError(
         f"{what} needs about {estimate.total / GB:.1f} GB of memory ({phase}: "
         f"{getattr(estimate, phase) / GB:.1f} GB), more than the {available / GB:.1f} GB "
-        f"available on this machine: use {KNOBS[phase]}"
+        f"available on this machine: use {knob or KNOBS[phase]}"
     )

@@ -52,7 +52,7 @@ def synthetic_teacher(
     """
     sizes = parse_sizes(sizes)
     act = get_activation(activation)
-    check_memory(teacher_memory(sizes), f"a synthetic teacher of sizes {sizes}")
+    check_teacher_memory(sizes)
     rng = numpy_rng(seed, "teacher")
     h = sample_inputs(input_distribution, _CALIBRATION_SAMPLES, sizes[0], seed, "calibration")
     weights, biases = [], []
@@ -66,6 +66,16 @@ def synthetic_teacher(
     weights.append(magnitude * rng.choice([-1.0, 1.0], size=magnitude.shape))
     biases.append(rng.uniform(-0.5, 0.5, size=n_out))
     return MLP(weights, biases, activation)
+
+
+def check_teacher_memory(sizes: list[int], what: str | None = None) -> None:
+    """Refuse a synthetic teacher that cannot fit in this machine's memory, before drawing
+    it, naming the figure and the knob (its sizes)."""
+    check_memory(
+        teacher_memory(sizes),
+        what or f"a synthetic teacher of sizes {sizes}",
+        knob="narrower layers (--sizes; teachers.synthetic sizes)",
+    )
 
 
 def teacher_memory(sizes: list[int]) -> MemoryEstimate:

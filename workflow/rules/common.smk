@@ -28,7 +28,7 @@ from expand_and_cluster.evaluate import (
 from expand_and_cluster.reconstruct import RecoverySettings
 from expand_and_cluster.resources import check_memory, estimate_recovery_memory
 from expand_and_cluster.students import TrainSettings
-from expand_and_cluster.teachers import teacher_memory
+from expand_and_cluster.teachers import check_teacher_memory
 from expand_and_cluster.students import student_widths as expanded_widths
 
 
@@ -216,7 +216,7 @@ def check_job_memory(cfg, teachers):
     for tid, spec in teachers.items():
         sizes = spec["sizes"]
         key = f"teachers (teacher {tid})"
-        checked_config(key, lambda: check_memory(teacher_memory(sizes), f"teacher {tid}"))
+        checked_config(key, lambda: check_teacher_memory(sizes, f"teacher {tid}"))
         n_queries = (
             DIGITS_IMAGES if spec["queries"]["distribution"] == "dataset" else cfg["queries"]["n"]
         )
