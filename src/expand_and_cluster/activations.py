@@ -107,6 +107,14 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
+def linear_slope(name: str) -> float:
+    """``m`` of an even+linear activation ``f(z) = e(z) + m z`` (``e`` even), so that
+    ``f(-z) = f(z) - 2 m z``: 1/2 for relu, softplus, gelu, silu; (1 + slope)/2 for
+    leaky_relu. Read off the function itself: ``m = (f(1) - f(-1)) / 2``."""
+    f = get_activation(name).numpy
+    return float(f(np.array(1.0)) - f(np.array(-1.0))) / 2.0
+
+
 def get_activation(name: str) -> Activation:
     """The activation called ``name``; an InputError lists the valid names otherwise."""
     try:

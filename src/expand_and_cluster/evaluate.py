@@ -199,6 +199,7 @@ def recovery_metrics(
         # Failed students excluded from clustering, and other warnings of the recovery.
         "warnings": (summary["diagnostics"] or {}).get("warnings", []),
         "teacher_output_std": float(teacher(x_test).std()),
+        "linear_terms": linear_terms(summary["diagnostics"]),
     }
     if network is None:
         metrics.update(
@@ -224,6 +225,29 @@ def recovery_metrics(
         status=recovery_status(comparison, settings.exact_angle_deg),
     )
     return metrics
+
+
+def linear_terms(diagnostics: dict | None) -> list[dict[str, Any]] | None:
+    """Per hidden layer (even+linear activations), the linear terms the recovery left out
+    or handed to the skip term: members the collapse flipped and the largest relative size
+    of the linear map it dropped for a student (``linear_dropped_by_collapse``), and the
+    pruned neurons only the input-to-output skip term explained (``linear_absorbed_by_skip``).
+    None for a failed recovery."""
+    if not diagnostics:
+        return None
+    result = []
+    for layer in diagnostics["layers"]:
+        dropped = layer.get("linear_dropped_by_collapse")
+        result.append(
+            {
+                "flipped_members": None if dropped is None else dropped["flipped_members"],
+                "dropped_by_collapse_max": None
+                if dropped is None
+                else max(dropped["relative_size_per_student"], default=0.0),
+                "absorbed_by_skip": layer.get("linear_absorbed_by_skip", []),
+            }
+        )
+    return result
 
 
 LABEL_KEYS = (
