@@ -23,6 +23,7 @@ Run from the repository root (one process, one torch thread; about a minute per 
 
     OMP_NUM_THREADS=1 python -m benchmarks.deep_even_linear --tag before
     python -m benchmarks.deep_even_linear --tag after --runs 10   # the first ten only
+    python -m benchmarks.deep_even_linear --tag after --only silu:8,5,4,2:0 --resume
 
 Each finished run is appended to ``benchmarks/results/deep_even_linear_<tag>.jsonl`` (a
 killed grid keeps what it finished; ``--resume`` skips those), and the markdown table is
@@ -205,6 +206,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", default="run")
     parser.add_argument("--runs", type=int, default=None, help="only the first RUNS of the grid")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="only these runs, e.g. silu:8,5,4,2:0"
+    )
     parser.add_argument("--resume", action="store_true", help="skip runs already in the file")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -217,7 +221,11 @@ def main() -> None:
     elif path.exists():
         path.unlink()
     seen = {(r["activation"], r["sizes"], r["seed"]) for r in done}
-    for act, sizes, seed in grid()[: args.runs]:
+    runs = grid()[: args.runs]
+    if args.only is not None:
+        wanted = [tuple(o.split(":")) for o in args.only]
+        runs = [(a, s, int(k)) for a, s, k in wanted]
+    for act, sizes, seed in runs:
         if (act, sizes, seed) in seen:
             continue
         row = run_one(act, sizes, seed)
