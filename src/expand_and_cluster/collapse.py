@@ -35,8 +35,11 @@ class LayerRecovery:
     pruned: list[int] = field(default_factory=list)  # neurons (of `width`) pruned at this layer
     # Even+linear classes: what the collapse left out (see collapse_layer); None otherwise.
     linear_dropped_by_collapse: dict | None = None
-    # Pruned neurons (of `width`) that only the input-to-output skip term explains.
+    # Pruned neurons (of `width`) that only a linear function of the layer's input explains:
+    # at the last hidden layer the input-to-output skip term absorbs it, below it the
+    # pruning drops it (expand_and_cluster.prune.prune_network).
     linear_absorbed_by_skip: list[int] = field(default_factory=list)
+    linear_dropped_by_pruning: list[int] = field(default_factory=list)
 
 
 def cluster_students_layer(

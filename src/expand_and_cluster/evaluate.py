@@ -231,7 +231,9 @@ def linear_terms(diagnostics: dict | None) -> list[dict[str, Any]] | None:
     """Per hidden layer (even+linear activations), the linear terms the recovery left out
     or handed to the skip term: members the collapse flipped and the largest relative size
     of the linear map it dropped for a student (``linear_dropped_by_collapse``), and the
-    pruned neurons only the input-to-output skip term explained (``linear_absorbed_by_skip``).
+    pruned neurons only a linear function explained: at the last hidden layer taken over by
+    the input-to-output skip term (``linear_absorbed_by_skip``), below it dropped
+    (``linear_dropped_by_pruning``).
     None for a failed recovery."""
     if not diagnostics:
         return None
@@ -245,6 +247,7 @@ def linear_terms(diagnostics: dict | None) -> list[dict[str, Any]] | None:
                 if dropped is None
                 else max(dropped["relative_size_per_student"], default=0.0),
                 "absorbed_by_skip": layer.get("linear_absorbed_by_skip", []),
+                "dropped_by_pruning": layer.get("linear_dropped_by_pruning", []),
             }
         )
     return result

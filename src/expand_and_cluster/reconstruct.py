@@ -154,6 +154,7 @@ class Recovery:
                     "width_after_clustering": rec.width,
                     "pruned": rec.pruned,
                     "linear_dropped_by_collapse": rec.linear_dropped_by_collapse,
+                    "linear_dropped_by_pruning": rec.linear_dropped_by_pruning,
                     "linear_absorbed_by_skip": rec.linear_absorbed_by_skip,
                 }
             )
@@ -292,10 +293,12 @@ def reconstruct(
     hidden_b = [b[0] for b in biases[:n_hidden]]
     network, fit_mse = fit_output_layer(hidden_w, hidden_b, activation, x, y)
     log.info("output layer fitted by least squares: MSE %.3e", fit_mse)
-    network, finetune, pruned, absorbed = prune_and_finetune(
+    network, finetune, pruned, linear = prune_and_finetune(
         network, x, y, settings.min_explained_variance, settings.finetune
     )
-    layers[-1].linear_absorbed_by_skip = absorbed
+    for rec, explained in zip(layers[:-1], linear[:-1], strict=True):
+        rec.linear_dropped_by_pruning = explained
+    layers[-1].linear_absorbed_by_skip = linear[-1]
     for number, (rec, removed) in enumerate(zip(layers, pruned, strict=True), 1):
         rec.pruned = removed
         if removed:
