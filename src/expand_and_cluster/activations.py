@@ -6,8 +6,10 @@ leave the network's function unchanged (up to terms that other parameters absorb
 - ``odd`` (tanh): ``f(-z) = -f(z)``; flip ``[w; b]`` and the outgoing weights.
 - ``odd_constant`` (sigmoid): ``f(-z) = 1 - f(z)``; as ``odd``, plus a constant moved into
   the next layer's bias.
-- ``even_linear`` (softplus, gelu, silu): ``f(-z) = f(z) - z``; flip ``[w; b]`` only, the
-  linear leftover is absorbed by a linear skip term or by retraining.
+- ``even_linear`` (softplus, gelu, silu): ``f(-z) = f(z) - 2 m z`` (``m = 1/2``; 1.01/2
+  for leaky_relu, see :func:`linear_slope`); flip ``[w; b]`` only, the linear leftover is
+  absorbed by a linear skip term (last hidden layer) or left to retraining and fine-tuning
+  (lower layers, where the network has no linear term).
 - ``even_linear_positive_scaling`` (relu, leaky_relu): as ``even_linear``, and also
   ``f(c z) = c f(z)`` for ``c > 0``, so only the direction of ``[w; b]`` is identifiable.
 - ``none`` (g = sigmoid(4x) + softplus(x)): no symmetry beyond permutation.
