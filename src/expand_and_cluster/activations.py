@@ -6,8 +6,10 @@ leave the network's function unchanged (up to terms that other parameters absorb
 - ``odd`` (tanh): ``f(-z) = -f(z)``; flip ``[w; b]`` and the outgoing weights.
 - ``odd_constant`` (sigmoid): ``f(-z) = 1 - f(z)``; as ``odd``, plus a constant moved into
   the next layer's bias.
-- ``even_linear`` (softplus, gelu, silu): ``f(-z) = f(z) - z``; flip ``[w; b]`` only, the
-  linear leftover is absorbed by a linear skip term or by retraining.
+- ``even_linear`` (softplus, gelu, silu): ``f(-z) = f(z) - 2 m z`` (``m = 1/2``; 1.01/2
+  for leaky_relu, see :func:`linear_slope`); flip ``[w; b]`` only, the linear leftover is
+  absorbed by a linear skip term (last hidden layer) or left to retraining and fine-tuning
+  (lower layers, where the network has no linear term).
 - ``even_linear_positive_scaling`` (relu, leaky_relu): as ``even_linear``, and also
   ``f(c z) = c f(z)`` for ``c > 0``, so only the direction of ``[w; b]`` is identifiable.
 - ``none`` (g = sigmoid(4x) + softplus(x)): no symmetry beyond permutation.
@@ -105,6 +107,14 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("g", _g_numpy, _g_torch, Symmetry.NONE),
     )
 }
+
+
+def linear_slope(name: str) -> float:
+    """``m`` of an even+linear activation ``f(z) = e(z) + m z`` (``e`` even), so that
+    ``f(-z) = f(z) - 2 m z``: 1/2 for relu, softplus, gelu, silu; (1 + slope)/2 for
+    leaky_relu. Read off the function itself: ``m = (f(1) - f(-1)) / 2``."""
+    f = get_activation(name).numpy
+    return float(f(np.array(1.0)) - f(np.array(-1.0))) / 2.0
 
 
 def get_activation(name: str) -> Activation:

@@ -33,6 +33,13 @@ class LayerRecovery:
     width: int  # width after clustering (before pruning)
     retrain: TrainResult | None = None  # retraining of the students after this layer (deep nets)
     pruned: list[int] = field(default_factory=list)  # neurons (of `width`) pruned at this layer
+    # Even+linear classes: what the collapse left out (see collapse_layer); None otherwise.
+    linear_dropped_by_collapse: dict | None = None
+    # Pruned neurons (of `width`) that only a linear function of the layer's input explains:
+    # at the last hidden layer the input-to-output skip term absorbs it, below it the
+    # pruning drops it (expand_and_cluster.prune.prune_network).
+    linear_absorbed_by_skip: list[int] = field(default_factory=list)
+    linear_dropped_by_pruning: list[int] = field(default_factory=list)
 
 
 def cluster_students_layer(
@@ -78,11 +85,22 @@ def cluster_students_layer(
 
 
 def collapse_layer(
-    rec: LayerRecovery, next_weight: np.ndarray, student_ids: np.ndarray, symmetry: Symmetry
+    rec: LayerRecovery,
+    next_weight: np.ndarray,
+    student_ids: np.ndarray,
+    symmetry: Symmetry,
+    slope: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One neuron per kept cluster: the representative student's member (averaged over its
     duplicates, signs aligned) as incoming vector; for every student, the sum of its
     members' outgoing weights (scale and sign undone) as its outgoing weights.
+
+    For even+linear classes (``f(-z) = f(z) - 2 m z``, ``m = slope``) a member flipped
+    against its representative leaves ``-2 m a z`` out (``a`` its outgoing weights): a
+    linear function of the layer's input that the retraining above (or, at the last hidden
+    layer, the skip term) has to make up for. How much was left out is recorded in
+    ``rec.linear_dropped_by_collapse``: the flipped members, and per student the norm of
+    the linear map left out relative to the norm of the student's collapsed outgoing weights.
 
     Returns ``(weight (K, in), bias (K,), next weights (N, next, K), next-bias shift (N, next))``.
     """
@@ -93,6 +111,8 @@ def collapse_layer(
     incoming = np.empty((len(kept), rec.features.shape[1]))
     out_weights = np.zeros((n, n_next, len(kept)))
     shift = np.zeros((n, n_next))
+    dropped = np.zeros((n, n_next, rec.features.shape[1]))
+    n_flipped = 0
     for slot, (c, rep) in enumerate(zip(kept, rec.representative_student, strict=True)):
         members = rec.clusters.members[c]
         students = local_student[members]
@@ -103,4 +123,16 @@ def collapse_layer(
         flipped, bias_shift = outgoing_after_flip(outgoing, signs, symmetry)
         np.add.at(out_weights[:, :, slot], students, flipped)
         np.add.at(shift, students, bias_shift)
+        if symmetry.needs_linear_term:
+            flip = signs < 0
+            n_flipped += int(flip.sum())
+            lost = -2 * slope * outgoing[flip, :, None] * incoming[slot][None, None, :]
+            np.add.at(dropped, students[flip], lost)
+    if symmetry.needs_linear_term:
+        size = np.linalg.norm(dropped.reshape(n, -1), axis=1)
+        size /= np.maximum(np.linalg.norm(out_weights.reshape(n, -1), axis=1), 1e-300)
+        rec.linear_dropped_by_collapse = {
+            "flipped_members": n_flipped,
+            "relative_size_per_student": [float(v) for v in size],
+        }
     return incoming[:, :-1], incoming[:, -1], out_weights, shift

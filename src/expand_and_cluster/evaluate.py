@@ -205,6 +205,7 @@ def recovery_metrics(
         # Where the teacher came from (ecluster recover) and the --student-widths auto search.
         "source": source,
         "auto_width_rounds": auto_width_rounds,
+        "linear_terms": linear_terms(summary["diagnostics"]),
     }
     if network is None:
         metrics.update(
@@ -305,6 +306,7 @@ def blackbox_metrics(
         "verification": NO_WEIGHTS,
         "source": source,
         "auto_width_rounds": auto_width_rounds,
+        "linear_terms": linear_terms(summary["diagnostics"]),
         "widths": widths,
         "angles_deg": None,
         "missing": None,
@@ -322,6 +324,32 @@ def blackbox_metrics(
         "angle_max_deg": None,
         "status": "failed" if network is None else UNVERIFIED,
     }
+
+
+def linear_terms(diagnostics: dict | None) -> list[dict[str, Any]] | None:
+    """Per hidden layer (even+linear activations), the linear terms the recovery left out
+    or handed to the skip term: members the collapse flipped and the largest relative size
+    of the linear map it dropped for a student (``linear_dropped_by_collapse``), and the
+    pruned neurons only a linear function explained: at the last hidden layer taken over by
+    the input-to-output skip term (``linear_absorbed_by_skip``), below it dropped
+    (``linear_dropped_by_pruning``).
+    None for a failed recovery."""
+    if not diagnostics:
+        return None
+    result = []
+    for layer in diagnostics["layers"]:
+        dropped = layer.get("linear_dropped_by_collapse")
+        result.append(
+            {
+                "flipped_members": None if dropped is None else dropped["flipped_members"],
+                "dropped_by_collapse_max": None
+                if dropped is None
+                else max(dropped["relative_size_per_student"], default=0.0),
+                "absorbed_by_skip": layer.get("linear_absorbed_by_skip", []),
+                "dropped_by_pruning": layer.get("linear_dropped_by_pruning", []),
+            }
+        )
+    return result
 
 
 LABEL_KEYS = (

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from expand_and_cluster.activations import get_activation
+from expand_and_cluster.activations import get_activation, linear_slope
 from expand_and_cluster.cluster import CUT_RULES, min_students
 from expand_and_cluster.collapse import LayerRecovery, cluster_students_layer, collapse_layer
 from expand_and_cluster.errors import InputError
@@ -153,6 +153,9 @@ class Recovery:
                     "representative_students": rec.representative_student.tolist(),
                     "width_after_clustering": rec.width,
                     "pruned": rec.pruned,
+                    "linear_dropped_by_collapse": rec.linear_dropped_by_collapse,
+                    "linear_dropped_by_pruning": rec.linear_dropped_by_pruning,
+                    "linear_absorbed_by_skip": rec.linear_absorbed_by_skip,
                 }
             )
         warnings = list(self.warnings)
@@ -273,8 +276,9 @@ def reconstruct(
         log.info(
             "layer %d: %d neurons recovered (%s)", layer + 1, rec.width, rec.clusters.summary()
         )
+        slope = linear_slope(activation) if act.symmetry.needs_linear_term else 0.5
         w_new, b_new, out_new, shift = collapse_layer(
-            rec, weights[layer + 1], healthy, act.symmetry
+            rec, weights[layer + 1], healthy, act.symmetry, slope
         )
         weights[layer] = np.repeat(w_new[None], len(healthy), axis=0)
         biases[layer] = np.repeat(b_new[None], len(healthy), axis=0)
@@ -289,9 +293,12 @@ def reconstruct(
     hidden_b = [b[0] for b in biases[:n_hidden]]
     network, fit_mse = fit_output_layer(hidden_w, hidden_b, activation, x, y)
     log.info("output layer fitted by least squares: MSE %.3e", fit_mse)
-    network, finetune, pruned = prune_and_finetune(
+    network, finetune, pruned, linear = prune_and_finetune(
         network, x, y, settings.min_explained_variance, settings.finetune
     )
+    for rec, explained in zip(layers[:-1], linear[:-1], strict=True):
+        rec.linear_dropped_by_pruning = explained
+    layers[-1].linear_absorbed_by_skip = linear[-1]
     for number, (rec, removed) in enumerate(zip(layers, pruned, strict=True), 1):
         rec.pruned = removed
         if removed:
