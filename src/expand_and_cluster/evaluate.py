@@ -183,30 +183,20 @@ def recovery_metrics(
     (:func:`expand_and_cluster.reconstruct.recovery_summary`), the teacher, the recovered
     network (None when the recovery failed), the students' final losses, the queries and
     fresh held-out inputs. No clock times: the same results give the same bytes."""
-    losses = [None if not np.isfinite(v) else float(v) for v in student_loss]
-    finite = [v for v in losses if v is not None]
-    metrics = {
-        **{key: summary[key] for key in LABEL_KEYS},
-        "teacher_widths": teacher.hidden_widths,
-        "student_widths": list(student_widths),
-        "n_students": len(losses),
-        "students_failed": int(np.asarray(student_failed, dtype=bool).sum()),
-        "student_loss": losses,
-        "student_loss_median": float(np.median(finite)) if finite else None,
-        "n_queries": len(x),
-        "n_test": len(x_test),
-        "exact_angle_deg": settings.exact_angle_deg,
-        "recovery_status": summary["status"],
-        "reason": summary["reason"],
-        # Failed students excluded from clustering, and other warnings of the recovery.
-        "warnings": (summary["diagnostics"] or {}).get("warnings", []),
-        "teacher_output_std": float(teacher(x_test).std()),
-        "verification": WEIGHTS_COMPARED,
-        # Where the teacher came from (ecluster recover) and the --student-widths auto search.
-        "source": source,
-        "auto_width_rounds": auto_width_rounds,
-        "linear_terms": linear_terms(summary["diagnostics"]),
-    }
+    metrics = _shared_metrics(
+        summary,
+        teacher.hidden_widths,
+        student_loss,
+        student_failed,
+        student_widths,
+        len(x),
+        len(x_test),
+        settings,
+        float(teacher(x_test).std()),
+        WEIGHTS_COMPARED,
+        source,
+        auto_width_rounds,
+    )
     if network is None:
         metrics.update(
             widths=None,
@@ -282,31 +272,26 @@ def blackbox_metrics(
     :func:`recovery_metrics` with the weight comparison left empty, the held-out RMSE
     (absolute and relative to the outputs' standard deviation), the recovered widths, each
     neuron's support in the clustering, and status ``unverified`` (or ``failed``)."""
-    losses = [None if not np.isfinite(v) else float(v) for v in student_loss]
-    finite = [v for v in losses if v is not None]
     y_test = np.asarray(y_test, dtype=np.float64).reshape(len(x_test), -1)
     std = float(y_test.std())
     rmse = None if network is None else float(np.sqrt(np.mean((network(x_test) - y_test) ** 2)))
     widths = None if network is None else network.hidden_widths
+    shared = _shared_metrics(
+        summary,
+        teacher_widths,
+        student_loss,
+        student_failed,
+        student_widths,
+        len(x),
+        len(x_test),
+        settings,
+        std,
+        NO_WEIGHTS,
+        source,
+        auto_width_rounds,
+    )
     return {
-        **{key: summary[key] for key in LABEL_KEYS},
-        "teacher_widths": teacher_widths,
-        "student_widths": list(student_widths),
-        "n_students": len(losses),
-        "students_failed": int(np.asarray(student_failed, dtype=bool).sum()),
-        "student_loss": losses,
-        "student_loss_median": float(np.median(finite)) if finite else None,
-        "n_queries": len(x),
-        "n_test": len(x_test),
-        "exact_angle_deg": settings.exact_angle_deg,
-        "recovery_status": summary["status"],
-        "reason": summary["reason"],
-        "warnings": (summary["diagnostics"] or {}).get("warnings", []),
-        "teacher_output_std": std,
-        "verification": NO_WEIGHTS,
-        "source": source,
-        "auto_width_rounds": auto_width_rounds,
-        "linear_terms": linear_terms(summary["diagnostics"]),
+        **shared,
         "widths": widths,
         "angles_deg": None,
         "missing": None,
@@ -323,6 +308,48 @@ def blackbox_metrics(
         "angle_median_deg": None,
         "angle_max_deg": None,
         "status": "failed" if network is None else UNVERIFIED,
+    }
+
+
+def _shared_metrics(
+    summary: dict[str, Any],
+    teacher_widths: list[int] | None,
+    student_loss: np.ndarray,
+    student_failed: np.ndarray,
+    student_widths: list[int],
+    n_queries: int,
+    n_test: int,
+    settings: EvaluationSettings,
+    output_std: float,
+    verification: str,
+    source: dict[str, Any] | None,
+    auto_width_rounds: list[dict] | None,
+) -> dict[str, Any]:
+    """The keys of ``metrics.json`` that do not depend on whether the teacher's weights
+    are known (one schema for the white-box and the black-box metrics)."""
+    losses = [None if not np.isfinite(v) else float(v) for v in student_loss]
+    finite = [v for v in losses if v is not None]
+    return {
+        **{key: summary[key] for key in LABEL_KEYS},
+        "teacher_widths": teacher_widths,
+        "student_widths": list(student_widths),
+        "n_students": len(losses),
+        "students_failed": int(np.asarray(student_failed, dtype=bool).sum()),
+        "student_loss": losses,
+        "student_loss_median": float(np.median(finite)) if finite else None,
+        "n_queries": n_queries,
+        "n_test": n_test,
+        "exact_angle_deg": settings.exact_angle_deg,
+        "recovery_status": summary["status"],
+        "reason": summary["reason"],
+        # Failed students excluded from clustering, and other warnings of the recovery.
+        "warnings": (summary["diagnostics"] or {}).get("warnings", []),
+        "teacher_output_std": output_std,
+        "verification": verification,
+        # Where the teacher came from (ecluster recover) and the --student-widths auto search.
+        "source": source,
+        "auto_width_rounds": auto_width_rounds,
+        "linear_terms": linear_terms(summary["diagnostics"]),
     }
 
 
