@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from expand_and_cluster.cli import main
@@ -305,3 +306,66 @@ def test_damaged_store_attributes_are_refused_or_read_correctly(tmp_path_factory
         assert "n.zarr" in str(e) and "\n" not in str(e)
     else:
         np.testing.assert_array_equal(read.weights[0], network.weights[0])
+
+
+# -- property-based: the command line, end to end on tiny sizes ------------------------------
+
+# Per flag: values the CLI must accept, then values it must refuse.
+CLI_VALUES = {
+    "--lr": (["0.01", "0.05"], ["0", "-1", "nan", "inf", "x"]),
+    "--students": (["3", "4"], ["0", "1", "-2", "two"]),
+    "--gamma": (["0.5", "1"], ["0", "1.5", "nan"]),
+    "--queries": (["gaussian:200", "uniform:200"], ["gaussian:0", "cauchy:9", "200"]),
+    "--expansion": (["2", "3"], ["0", "-1", "inf"]),
+}
+CLI_FLAGS = {
+    flag: st.sampled_from(valid) | st.sampled_from(invalid)
+    for flag, (valid, invalid) in CLI_VALUES.items()
+}
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(values=st.fixed_dictionaries(CLI_FLAGS))
+# Most draws hold at least one invalid value; these two are sure to run end to end.
+@example(
+    values={
+        "--lr": "0.05",
+        "--students": "4",
+        "--gamma": "0.5",
+        "--queries": "gaussian:200",
+        "--expansion": "2",
+    }
+)
+@example(
+    values={
+        "--lr": "0.01",
+        "--students": "3",
+        "--gamma": "1",
+        "--queries": "uniform:200",
+        "--expansion": "3",
+    }
+)
+def test_drawn_cli_arguments_run_or_give_exactly_one_line(tmp_path_factory, capsys, values):
+    """Valid draws run to a result; a draw with any invalid value is refused with one line
+    (exit 2, no traceback, no output folder)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    teacher = tmp / "t.zarr"
+    write_network(teacher, synthetic_teacher("3,2,1", "tanh", 0))
+    flags = [item for flag, value in values.items() for item in (flag, value)]
+    tiny = ["--max-epochs", "20", "--finetune-max-iterations", "5", "--retrain-max-epochs", "5"]
+    capsys.readouterr()
+    try:
+        code = main(["recover", "--teacher", str(teacher), *flags, *tiny, "--out", str(tmp / "o")])
+    except SystemExit as e:  # argparse refuses what is not a number, with its usage line
+        code = e.code
+    err = capsys.readouterr().err
+    if all(value in CLI_VALUES[flag][0] for flag, value in values.items()):
+        assert code == 0, err
+        assert json.loads((tmp / "o" / "metrics.json").read_text())["status"]
+    else:
+        assert code == 2, err
+        assert "Traceback" not in err
+        assert re.match(r"ecluster( recover)?: error: ", err.strip().splitlines()[-1]), err
+        assert not (tmp / "o").exists()
