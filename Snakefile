@@ -33,6 +33,11 @@ include: "workflow/rules/recovery.smk"
 include: "workflow/rules/report.smk"
 
 
+if config["jobs"]["one_per_teacher"]:
+
+    include: "workflow/rules/teacher_jobs.smk"
+
+
 rule all:
     default_target: True
     input:

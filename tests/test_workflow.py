@@ -332,6 +332,44 @@ def test_changed_recovery_settings_rerun_recovery_but_not_training(test_study, t
 
 
 @pytest.mark.slow
+def test_one_job_per_teacher_writes_the_same_results(test_study, tmp_path):
+    """jobs.one_per_teacher runs a synthetic teacher's steps in one job, with the per-step
+    rules' own code: the same students, recovery and metrics as one job per step; the
+    per-recovery figures can be left out."""
+    workdir, _ = test_study
+    override = write_config(
+        tmp_path / "per_teacher.yaml",
+        {
+            "teachers": {"digits": []},
+            "jobs": {"one_per_teacher": True},
+            "figures": {"per_recovery": False},
+        },
+    )
+    alone = tmp_path / "alone"
+    result = snakemake(
+        "--cores", "2", "--configfile", "config/test.yaml", str(override), "--directory", str(alone)
+    )
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.get("solve_teacher") == 1 and "recovery_figures" not in counts, counts
+    assert not {"synthetic_teacher", "train_students", "recover", "evaluate"} & set(counts)
+    teacher = "tanh-3-2-1-s0"
+    ours, theirs = (w / "results" / "test" / teacher for w in (alone, workdir))
+    for path in ("students/x2/seed1.zarr", "students/x2.zarr"):
+        a, b = read_students(ours / path), read_students(theirs / path)
+        for layer in range(len(a.weights)):
+            np.testing.assert_array_equal(a.weights[layer], b.weights[layer])
+        np.testing.assert_array_equal(a.loss, b.loss)
+    recovery = Path("recovery/x2/g0.5-b60/metrics.json")
+    assert json.loads((ours / recovery).read_text()) == json.loads((theirs / recovery).read_text())
+    assert not (ours / recovery.parent / "figures").exists()
+    tables = alone / "results" / "test" / "tables"
+    row = next(r for r in (tables / "recoveries.csv").read_text().splitlines() if teacher in r)
+    assert row in (workdir / "results" / "test" / "tables" / "recoveries.csv").read_text()
+    timings = (tables / "timings.csv").read_text().splitlines()
+    assert timings[1].startswith(f"{teacher},x2,2,") and float(timings[1].split(",")[-1]) > 0
+
+
+@pytest.mark.slow
 def test_cli_and_study_write_one_metrics_schema(test_study, tmp_path):
     """`ecluster recover` and the study's recover/evaluate steps write summaries and metrics
     with the same keys, so the study's tables take a recovery made either way."""

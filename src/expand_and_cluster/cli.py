@@ -283,6 +283,8 @@ def _recover(args: argparse.Namespace) -> None:
                 evaluation,
                 origin,
                 rounds,
+                # Students trained on standardised inputs live in another input space.
+                students=None if args.standardise else students.students.numpy(),
             )
         else:
             metrics = blackbox_metrics(

@@ -25,15 +25,32 @@ class LayerComparison:
     angles_deg: list[float | None]  # per teacher neuron; None where missing
     missing: int  # teacher neurons without a match within MATCH_DEG
     excess: int  # recovered neurons that match no teacher neuron
+    # Per teacher neuron, the angle to its assigned neuron however large (None: unassigned).
+    assigned_deg: list[float | None]
 
 
 def compare_networks(recovered: MLP, teacher: MLP, x_test: np.ndarray) -> dict:
     """Per hidden layer: widths, angles between each teacher neuron's ``[w; b]`` and its
     one-to-one match (Hungarian assignment on angles, symmetry-aware), missing and excess
-    neurons; and the RMSE of the recovered network against the teacher on ``x_test``.
+    neurons; and the RMSE of the recovered network against the teacher on ``x_test``."""
+    layers = match_layers(recovered, teacher)
+    rmse = float(np.sqrt(np.mean((recovered(x_test) - teacher(x_test)) ** 2)))
+    return {
+        "widths": recovered.hidden_widths,
+        "teacher_widths": teacher.hidden_widths,
+        "angles_deg": [c.angles_deg for c in layers],
+        "missing": [c.missing for c in layers],
+        "excess": [c.excess for c in layers],
+        "rmse": rmse,
+        "exact_widths": recovered.hidden_widths == teacher.hidden_widths,
+    }
 
-    Deeper layers are compared after mapping the recovered network's previous-layer
-    neurons onto the teacher's (permutation, sign and scale of the previous match)."""
+
+def match_layers(recovered: MLP, teacher: MLP) -> list[LayerComparison]:
+    """Each hidden layer's teacher neurons matched one-to-one to the recovered network's
+    within MATCH_DEG. Deeper layers are compared after mapping the recovered network's
+    previous-layer neurons onto the teacher's (permutation, sign and scale of the previous
+    match)."""
     if recovered.activation != teacher.activation:
         raise ValueError(f"activations differ: {recovered.activation} vs {teacher.activation}")
     if len(recovered.hidden_widths) != len(teacher.hidden_widths):
@@ -62,9 +79,11 @@ def compare_networks(recovered: MLP, teacher: MLP, x_test: np.ndarray) -> dict:
         angles = angle_deg(t_vec[:, None, :], r_vec[None, :, :], symmetry)
         rows, cols = linear_sum_assignment(angles)
         per_teacher: list[float | None] = [None] * len(t_vec)
+        assigned: list[float | None] = [None] * len(t_vec)
         next_target = np.full(len(r_vec), -1)
         next_factor = np.ones(len(r_vec))
         for i, j in zip(rows, cols, strict=True):
+            assigned[i] = float(angles[i, j])
             if angles[i, j] > MATCH_DEG:
                 continue
             per_teacher[i] = float(angles[i, j])
@@ -79,20 +98,38 @@ def compare_networks(recovered: MLP, teacher: MLP, x_test: np.ndarray) -> dict:
         matched = sum(a is not None for a in per_teacher)
         layers.append(
             LayerComparison(
-                len(t_vec), len(r_vec), per_teacher, len(t_vec) - matched, len(r_vec) - matched
+                len(t_vec),
+                len(r_vec),
+                per_teacher,
+                len(t_vec) - matched,
+                len(r_vec) - matched,
+                assigned,
             )
         )
         target, factor = next_target, next_factor
-    rmse = float(np.sqrt(np.mean((recovered(x_test) - teacher(x_test)) ** 2)))
-    return {
-        "widths": recovered.hidden_widths,
-        "teacher_widths": teacher.hidden_widths,
-        "angles_deg": [c.angles_deg for c in layers],
-        "missing": [c.missing for c in layers],
-        "excess": [c.excess for c in layers],
-        "rmse": rmse,
-        "exact_widths": recovered.hidden_widths == teacher.hidden_widths,
-    }
+    return layers
+
+
+def student_teacher_angles(
+    teacher: MLP, weights: list[np.ndarray], biases: list[np.ndarray], failed: np.ndarray
+) -> list[list[float | None] | None]:
+    """Per student (``weights[l]``: ``(students, out, in)``) and teacher hidden neuron (all
+    layers in order), the angle between the teacher neuron and the student neuron assigned
+    to it (symmetry-aware; deeper layers through the matches of the layer below, which need
+    MATCH_DEG); None for a teacher neuron left without one, and for a failed student. At
+    expansion 1, how often students hold a teacher neuron within MATCH_DEG measures how
+    benign the landscape is at the teacher's own width (the ease axis,
+    :mod:`expand_and_cluster.identifiability`)."""
+    angles: list[list[float | None] | None] = []
+    for k, bad in enumerate(np.asarray(failed, dtype=bool)):
+        student_weights = [np.asarray(w[k], dtype=np.float64) for w in weights]
+        student_biases = [np.asarray(b[k], dtype=np.float64) for b in biases]
+        if bad or not all(np.isfinite(w).all() for w in student_weights):
+            angles.append(None)
+            continue
+        student = MLP(student_weights, student_biases, teacher.activation)
+        angles.append([a for layer in match_layers(student, teacher) for a in layer.assigned_deg])
+    return angles
 
 
 # -- a recovery's identity, status and metrics (one schema for the study and the CLI) --------
@@ -178,11 +215,14 @@ def recovery_metrics(
     settings: EvaluationSettings,
     source: dict[str, Any] | None = None,
     auto_width_rounds: list[dict] | None = None,
+    students: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """The metrics of one recovery (``metrics.json``), from its summary
     (:func:`expand_and_cluster.reconstruct.recovery_summary`), the teacher, the recovered
     network (None when the recovery failed), the students' final losses, the queries and
-    fresh held-out inputs. No clock times: the same results give the same bytes."""
+    fresh held-out inputs; with the students' ``(weights, biases)``, how far each
+    student is from holding the teacher (:func:`student_teacher_angles`). No clock
+    times: the same results give the same bytes."""
     metrics = _shared_metrics(
         summary,
         teacher.hidden_widths,
@@ -196,6 +236,9 @@ def recovery_metrics(
         WEIGHTS_COMPARED,
         source,
         auto_width_rounds,
+    )
+    metrics["student_teacher_angles_deg"] = (
+        None if students is None else student_teacher_angles(teacher, *students, student_failed)
     )
     if network is None:
         metrics.update(
@@ -293,6 +336,7 @@ def blackbox_metrics(
     return {
         **shared,
         "widths": widths,
+        "student_teacher_angles_deg": None,
         "angles_deg": None,
         "missing": None,
         "excess": None,

@@ -22,6 +22,7 @@ from scipy.cluster.hierarchy import dendrogram, leaves_list
 from scipy.spatial.distance import squareform
 
 from expand_and_cluster.cluster import condensed_distances
+from expand_and_cluster.identifiability import ease_rows
 
 STATUS_COLOURS = {"kept": "tab:green", "too_few_students": "tab:blue", "unaligned": "tab:red"}
 STATUS_LABELS = {"kept": "kept", "too_few_students": "too few students", "unaligned": "unaligned"}
@@ -417,5 +418,99 @@ def expansion_control_figure(metrics: list[dict[str, Any]]) -> Figure:
         ],
         fontsize=8,
     )
+    fig.tight_layout()
+    return fig
+
+
+RECOVERY_COLOURS = {
+    "exact": "tab:green",
+    "approximate": "tab:olive",
+    "inexact": "tab:red",
+    "failed": "black",
+}
+ACTIVATION_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def ease_figure(metrics: list[dict[str, Any]]) -> Figure:
+    """Synthetic problems ordered along the ease axis (easiest left): (top) each problem's
+    ease, the fraction of its expansion-1 students that found the whole teacher;
+    (middle) its recovery status at every expansion, one row per expansion, the activation
+    by marker; (bottom) the distribution of every matched teacher neuron's angle to its
+    recovered neuron, per expansion (cumulative, log scale)."""
+    synthetic = [m for m in metrics if m.get("kind") == "synthetic"]
+    fig = Figure(figsize=(11.0, 8.0))
+    top, middle, bottom = (fig.add_subplot(3, 1, k) for k in (1, 2, 3))
+    if not synthetic:
+        for ax in (top, middle, bottom):
+            ax.set_axis_off()
+        top.text(0.5, 0.5, "no synthetic teachers in this study", ha="center")
+        return fig
+    rows, _ = ease_rows(synthetic)
+    expansions = sorted({float(m["expansion"]) for m in synthetic})
+    activations = sorted({r["activation"] for r in rows})
+    markers = {
+        a: ACTIVATION_MARKERS[i % len(ACTIVATION_MARKERS)] for i, a in enumerate(activations)
+    }
+    ranks = np.arange(1, len(rows) + 1)
+    ease_values = [float(r["ease"]) if r["ease"] else np.nan for r in rows]
+    top.plot(ranks, ease_values, "-", color="0.6", linewidth=0.8)
+    for act in activations:
+        mine = [i for i, r in enumerate(rows) if r["activation"] == act]
+        top.scatter(ranks[mine], np.array(ease_values)[mine], marker=markers[act], s=16, label=act)
+    top.set_ylim(-0.05, 1.05)
+    top.set_ylabel("ease: expansion-1\nstudents that found\nthe teacher")
+    top.set_title(
+        f"{len(rows)} synthetic problems, easiest left"
+        + ("" if 1.0 in expansions else " (no expansion 1 in this study: ease undefined)"),
+        fontsize=10,
+    )
+    top.legend(fontsize=7, ncol=len(activations))
+    for j, x in enumerate(expansions):
+        for i, r in enumerate(rows):
+            status = r[f"status_x{x:g}"]
+            if status:
+                middle.scatter(
+                    ranks[i],
+                    j,
+                    marker=markers[r["activation"]],
+                    s=18,
+                    color=RECOVERY_COLOURS.get(status, "0.5"),
+                )
+        exact = np.mean([r[f"status_x{x:g}"] == "exact" for r in rows])
+        middle.text(len(rows) + 1, j, f" {100 * exact:.0f}% exact", va="center", fontsize=8)
+    middle.set_yticks(range(len(expansions)))
+    middle.set_yticklabels([f"x{x:g}" for x in expansions])
+    middle.set_ylim(-0.6, len(expansions) - 0.4)
+    middle.set_xlim(0, len(rows) + 1 + 0.12 * len(rows))
+    top.set_xlim(middle.get_xlim())
+    middle.set_ylabel("expansion")
+    middle.set_xlabel("problem, ordered by ease")
+    middle.legend(
+        handles=[Patch(color=c, label=s) for s, c in RECOVERY_COLOURS.items()],
+        fontsize=7,
+        ncol=4,
+        loc="upper left",
+    )
+    for x in expansions:
+        angles = np.sort(
+            [
+                max(a, ANGLE_FLOOR_DEG)
+                for m in synthetic
+                if float(m["expansion"]) == x
+                for layer in (m["angles_deg"] or [])
+                for a in layer
+                if a is not None
+            ]
+        )
+        if len(angles):
+            bottom.step(
+                angles, np.arange(1, len(angles) + 1) / len(angles), where="post", label=f"x{x:g}"
+            )
+    bottom.axvline(1.0, color="0.5", linestyle=":", linewidth=1)
+    bottom.set_xscale("log")
+    bottom.set_xlim(ANGLE_FLOOR_DEG / 2, 180)
+    bottom.set_xlabel("angle of a matched teacher neuron to its recovered neuron (deg)")
+    bottom.set_ylabel("fraction of\nteacher neurons")
+    bottom.legend(fontsize=7, title="expansion", title_fontsize=7)
     fig.tight_layout()
     return fig

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import sys
+from types import SimpleNamespace
 
 import jsonschema
 from snakemake.exceptions import WorkflowError
@@ -307,10 +308,11 @@ def recovery_targets(pattern, **more):
 
 
 def final_targets():
+    per_recovery = config["figures"]["per_recovery"]
     return [
         *expand(rules.tables.output, study=STUDY),
         *expand(rules.study_figures.output, study=STUDY),
-        *recovery_targets(rules.recovery_figures.output),
+        *(recovery_targets(rules.recovery_figures.output) if per_recovery else []),
     ]
 
 
@@ -370,8 +372,17 @@ def training_checkpoint(wildcards):
     resumes a stale state."""
     digest = student_attrs(wildcards)["config_hash"]
     return "results/{study}/checkpoints/{teacher}/{expansion}/seed{seed}-{digest}.pt".format(
-        digest=digest, **wildcards
+        study=wildcards.study,
+        teacher=wildcards.teacher,
+        expansion=wildcards.expansion,
+        seed=wildcards.seed,
+        digest=digest,
     )
+
+
+def training_label(wildcards):
+    """How a training job names itself in the logs."""
+    return f"{wildcards.teacher} {wildcards.expansion} seed {wildcards.seed}"
 
 
 def seed_stores(wildcards):
@@ -418,3 +429,65 @@ def recover_benchmarks(wildcards):
 
 def figure_settings(wildcards):
     return config["figures"]
+
+
+# -- one job per teacher (jobs.one_per_teacher) ----------------------------------------------
+
+
+def per_teacher(pattern, **factors):
+    """``pattern`` (a rule's output, flags dropped) for every value of ``factors``, with
+    {study} and {teacher} left in place: the files of one teacher's job."""
+    return expand(str(pattern), allow_missing=True, **factors)
+
+
+def teacher_job(wildcards):
+    """One synthetic teacher's whole pipeline as data, step by step: the same parameters
+    and files the per-step rules get, from the same helpers."""
+    here = {"study": wildcards.study, "teacher": wildcards.teacher}
+
+    def at(pattern, **more):
+        return expand(str(pattern), **here, **more)[0]
+
+    def step(**more):
+        return SimpleNamespace(**here, **more)
+
+    plan = {
+        "spec": teacher_spec(step()),
+        "teacher": at(rules.synthetic_teacher.output[0]),
+        "design": query_design(step()),
+        "queries": at(rules.queries.output[0]),
+        "activation": activation(step()),
+        "expansions": [],
+    }
+    for eid in EXPANSIONS:
+        widths = student_widths(step(expansion=eid))
+        plan["expansions"].append(
+            {
+                "widths": widths,
+                "training": [
+                    {
+                        "seed": seed,
+                        "attrs": student_attrs(step(expansion=eid, seed=str(seed))),
+                        "checkpoint": training_checkpoint(step(expansion=eid, seed=str(seed))),
+                        "label": training_label(step(expansion=eid, seed=str(seed))),
+                        "out": at(rules.train_students.output[0], expansion=eid, seed=seed),
+                        "benchmark": at(rules.train_students.benchmark, expansion=eid, seed=seed),
+                    }
+                    for seed in SEEDS
+                ],
+                "gather_attrs": gather_attrs(step(expansion=eid)),
+                "students": at(rules.gather_students.output[0], expansion=eid),
+                "recoveries": [
+                    {
+                        "settings": recovery_settings(step(expansion=eid, recovery=rid)),
+                        "labels": recovery_labels(step(expansion=eid, recovery=rid)),
+                        "store": at(rules.recover.output.store, expansion=eid, recovery=rid),
+                        "summary": at(rules.recover.output.summary, expansion=eid, recovery=rid),
+                        "metrics": at(rules.evaluate.output[0], expansion=eid, recovery=rid),
+                        "benchmark": at(rules.recover.benchmark, expansion=eid, recovery=rid),
+                    }
+                    for rid in RECOVERIES
+                ],
+            }
+        )
+    return plan

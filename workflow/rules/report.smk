@@ -90,6 +90,20 @@ rule tables:
             labels={"table": "timings"},
         ),
         timings_md="results/{study}/tables/timings.md",
+        success_csv=report(
+            "results/{study}/tables/success.csv",
+            caption="../report/success_table.rst",
+            category="Tables",
+            labels={"table": "success rates"},
+        ),
+        success_md="results/{study}/tables/success.md",
+        ease_csv=report(
+            "results/{study}/tables/ease.csv",
+            caption="../report/ease_table.rst",
+            category="Tables",
+            labels={"table": "ease of identifiability"},
+        ),
+        ease_md="results/{study}/tables/ease.md",
     log:
         "results/{study}/logs/tables.log",
     conda:
@@ -114,6 +128,12 @@ rule study_figures:
             caption="../report/expansion_control.rst",
             category="Study",
             labels={"figure": "expansion control"},
+        ),
+        ease=report(
+            "results/{study}/figures/ease.png",
+            caption="../report/ease.rst",
+            category="Study",
+            labels={"figure": "ease of identifiability"},
         ),
     log:
         "results/{study}/logs/study_figures.log",

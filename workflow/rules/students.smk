@@ -21,6 +21,7 @@ rule train_students:
         settings=config["students"]["train"],
         attrs=student_attrs,
         checkpoint=training_checkpoint,
+        label=training_label,
     script:
         "../scripts/train_students.py"
 

@@ -44,6 +44,7 @@ def main(
         y,
         heldout_inputs(heldout, teacher.n_inputs),
         EvaluationSettings(**settings),
+        students=(students.weights, students.biases),
     )
     if network is None:
         log.info("recovery failed: %s", summary["reason"])

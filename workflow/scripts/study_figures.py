@@ -1,5 +1,6 @@
-"""The study's figures: identifiability against expansion and activation, and the
-expansion-1 control (students' final loss against the recovered network's)."""
+"""The study's figures: identifiability against expansion and activation, the
+expansion-1 control (students' final loss against the recovered network's), and the
+problems ordered along the ease-of-identifiability axis."""
 
 import logging
 
@@ -16,6 +17,7 @@ def main(metrics_files: list[str], settings: dict, out: dict[str, str]) -> None:
     dpi = settings["dpi"]
     figures.save(figures.identifiability_figure(metrics), out["identifiability"], dpi)
     figures.save(figures.expansion_control_figure(metrics), out["expansion_control"], dpi)
+    figures.save(figures.ease_figure(metrics), out["ease"], dpi)
     log.info("study figures from %d recoveries", len(metrics))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import _study
 
-from expand_and_cluster import tables
+from expand_and_cluster import identifiability, tables
 from expand_and_cluster.store import read_json
 
 log = logging.getLogger("study.tables")
@@ -57,6 +57,21 @@ def main(
         out["timings_csv"],
         out["timings_md"],
         "Timings (seconds; from Snakemake's benchmark files)",
+    )
+    tables.write_table(
+        identifiability.success_rows(metrics),
+        identifiability.SUCCESS_COLUMNS,
+        out["success_csv"],
+        out["success_md"],
+        "Success rates per expansion and activation (counts and percentages)",
+    )
+    rows, columns = identifiability.ease_rows(metrics)
+    tables.write_table(
+        rows,
+        columns,
+        out["ease_csv"],
+        out["ease_md"],
+        "Problems ordered by ease of identifiability (easiest first), status per expansion",
     )
     log.info("tables from %d recoveries", len(metrics))
 

@@ -62,5 +62,5 @@ if __name__ == "__main__":
         p.attrs,
         p.checkpoint,
         snakemake.output[0],
-        label=f"{w.teacher} {w.expansion} seed {w.seed}",
+        label=p.label,
     )
