@@ -24,12 +24,13 @@ COMMAND = "snakemake --cores all"
 TARGET = "slowest step visible"
 
 
-def study_benchmark_files(root: Path = ROOT) -> list[Path]:
-    """The ``benchmark:`` file of every job of the default config's study, from a dry run
-    of all its jobs (``snakemake -n --forceall``)."""
+def study_benchmark_files(root: Path = ROOT, configfile: str | None = None) -> list[Path]:
+    """The ``benchmark:`` file of every job of a config's study (default: the default
+    study's), from a dry run of all its jobs (``snakemake -n --forceall``)."""
     snakemake = Path(sys.executable).with_name("snakemake")
+    extra = [] if configfile is None else ["--configfile", configfile]
     proc = subprocess.run(
-        [str(snakemake) if snakemake.exists() else "snakemake", "-n", "--forceall"],
+        [str(snakemake) if snakemake.exists() else "snakemake", "-n", "--forceall", *extra],
         cwd=root,
         capture_output=True,
         text=True,
@@ -81,6 +82,31 @@ def summarise(results: Path, paths: list[Path]) -> dict[str, dict]:
     return studies
 
 
+def teacher_job_split(results: Path, study: str, jobs: list[tuple]) -> Result:
+    """One-job-per-teacher studies (``jobs.one_per_teacher``): the ``solve_teacher`` jobs'
+    seconds split into training and recovery (the per-step benchmark files each job
+    writes) and the rest (process start and imports, teacher, queries, gathering,
+    evaluation, writes)."""
+    teachers = [Path(path).stem for _, _, path in jobs]
+    bench = results / study / "benchmarks"
+
+    def seconds(rule: str) -> float:
+        return sum(read_tsv(p)["s"] for t in teachers for p in (bench / rule / t).glob("**/*.tsv"))
+
+    total = sum(s for s, _, _ in jobs)
+    training, recovery = seconds("train_students"), seconds("recover")
+    rest = total - training - recovery
+    return Result(
+        f"4 study {study!r}, rule solve_teacher: where the time went",
+        f"{total:.0f} s in {len(jobs)} teacher jobs: training {100 * training / total:.0f}%, "
+        f"recovery {100 * recovery / total:.0f}%, the rest (process start and imports, "
+        f"teacher, queries, gathering, evaluation, writes) {100 * rest / total:.0f}% "
+        f"({rest / len(jobs):.1f} s per job)",
+        TARGET,
+        None,
+    )
+
+
 def run(results: Path | None = None, paths: list[Path] | None = None) -> list[Result]:
     """``paths``: the study's benchmark files (default: those of the default config)."""
     results = results or ROOT / "results"
@@ -115,6 +141,8 @@ def run(results: Path | None = None, paths: list[Path] | None = None) -> list[Re
                     None,
                 )
             )
+        if "solve_teacher" in rules:
+            out.append(teacher_job_split(results, study, rules["solve_teacher"]))
         measured = sum(len(j) for j in rules.values())
         expected = sum(1 for p in paths if p.relative_to(results).parts[0] == study)
         missing = (

@@ -16,7 +16,9 @@ from benchmarks.common import Result, best_time
 from expand_and_cluster.students import TrainSettings, init_students, train_students
 
 N, IN, HIDDEN, OUT, SAMPLES, EPOCHS = 20, 4, 16, 1, 10_000, 20
-TARGET = 8.0
+# The 8x target was retired (issue "The identifiability suite on one CPU"): the activation's
+# own arithmetic bounds any batching near 3.5x on a CPU. The line stays, as INFO, with that
+# floor beside the figure, so that a regression still shows.
 
 
 def data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,9 +89,10 @@ def run() -> list[Result]:
             "2a one epoch, 20 students 4-16-1, 10,000 samples, float64, full batch: "
             "speed-up over a loop of nn.Sequential",
             f"{speedup:.1f}x (loop {loop * 1e3:.1f} ms, ours {ours * 1e3:.1f} ms per epoch, "
-            f"{torch.get_num_threads()} threads)",
-            f">= {TARGET:g}x",
-            speedup >= TARGET,
+            f"{torch.get_num_threads()} threads); the activation's floor allows at most "
+            f"{loop / floor:.1f}x",
+            "none (retired 8x; shown beside its floor)",
+            None,
             f"tanh and its derivative alone take {floor * 1e3:.1f} ms per epoch on either side, "
             f"so no batching can beat the loop by more than {loop / floor:.1f}x here",
         )

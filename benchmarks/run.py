@@ -24,6 +24,7 @@ from benchmarks import (
     bench_clustering,
     bench_recover,
     bench_study,
+    bench_suite,
     bench_training_flops,
     bench_training_small,
 )
@@ -34,6 +35,7 @@ BENCHMARKS = {
     "2": lambda: bench_training_small.run() + bench_recover.run(),
     "3": bench_clustering.run,
     "4": bench_study.run,
+    "5": bench_suite.run,
 }
 
 

@@ -113,3 +113,25 @@ def test_same_seed_same_result_and_other_seed_differs():
     for wa, wb in zip(a.network.weights, b.network.weights, strict=True):
         np.testing.assert_array_equal(wa, wb)
     assert not np.array_equal(sa.final_loss, sc.final_loss)
+
+
+def test_finetune_stops_when_a_block_of_iterations_barely_improves():
+    """min_improvement: L-BFGS stops after the first block of log_every iterations that
+    lowers the loss by less than that fraction; the default goes on while it moves."""
+    from expand_and_cluster.finetune import FinetuneSettings, finetune_network
+
+    rng = np.random.default_rng(0)
+    teacher = synthetic_teacher("3,4,1", "tanh", 0)
+    x = rng.normal(size=(200, 3))
+    start = MLP(
+        [w + 0.3 * rng.normal(size=w.shape) for w in teacher.weights],
+        [b + 0.3 * rng.normal(size=b.shape) for b in teacher.biases],
+        "tanh",
+    )
+    base = {"max_iterations": 200, "log_every": 10}
+    _, patient = finetune_network(start, x, teacher(x), FinetuneSettings(**base))
+    _, hasty = finetune_network(
+        start, x, teacher(x), FinetuneSettings(**base, min_improvement=0.999)
+    )
+    assert hasty.iterations % 10 == 0 and hasty.loss_after < hasty.loss_before
+    assert patient.iterations > hasty.iterations and patient.loss_after < hasty.loss_after

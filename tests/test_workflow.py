@@ -136,7 +136,7 @@ def test_config_files_are_complete_and_valid(tmp_path):
     """Every shipped config spells out every section (a --configfile is merged over
     config.yaml, so a missing section would silently come from the default study)."""
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
-    for name in ("config.yaml", "test.yaml", "paper.yaml"):
+    for name in ("config.yaml", "test.yaml", "paper.yaml", "suite.yaml"):
         data = yaml.safe_load((REPO / "config" / name).read_text())
         assert set(data) == set(schema["properties"]), name
 
@@ -153,6 +153,14 @@ def test_paper_config_builds_its_dag(tmp_path):
     assert counts["train_students"] == 150 * 4 * 4
     assert counts["recover"] == counts["evaluate"] == counts["recovery_figures"] == 600
     assert counts["tables"] == 1
+
+
+def test_suite_config_builds_one_job_per_teacher(tmp_path):
+    result = snakemake(
+        "-n", "--quiet", "rules", "--configfile", "config/suite.yaml", "--directory", str(tmp_path)
+    )
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == {"solve_teacher": 150, "tables": 1, "study_figures": 1, "all": 1}
 
 
 # -- the student store -----------------------------------------------------------------------

@@ -39,6 +39,12 @@ class FinetuneSettings:
     log_every: int = setting(
         100, "L-BFGS iterations between progress lines (and stall checks).", minimum=1
     )
+    min_improvement: float = setting(
+        1e-9,
+        "Stop when log_every iterations lower the loss by less than this fraction of it.",
+        exclusive_minimum=0,
+        exclusive_maximum=1,
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -94,7 +100,9 @@ def finetune_network(
         with torch.no_grad():
             latest = loss_value().item()
         log.info("fine-tune: iteration %d, loss %.3e", iterations, latest)
-        stalled = iterations - done < settings.log_every or not latest < current * (1 - 1e-9)
+        stalled = iterations - done < settings.log_every or not latest < current * (
+            1 - settings.min_improvement
+        )
         done, current = iterations, latest
         if stalled or not np.isfinite(latest):
             break
