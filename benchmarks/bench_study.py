@@ -82,7 +82,7 @@ def summarise(results: Path, paths: list[Path]) -> dict[str, dict]:
     return studies
 
 
-def teacher_job_split(results: Path, study: str, jobs: list[tuple]) -> Result:
+def teacher_job_split(results: Path, study: str, jobs: list[tuple], label: str = "4") -> Result:
     """One-job-per-teacher studies (``jobs.one_per_teacher``): the ``solve_teacher`` jobs'
     seconds split into training and recovery (the per-step benchmark files each job
     writes) and the rest (process start and imports, teacher, queries, gathering,
@@ -95,10 +95,12 @@ def teacher_job_split(results: Path, study: str, jobs: list[tuple]) -> Result:
 
     total = sum(s for s, _, _ in jobs)
     training, recovery = seconds("train_students"), seconds("recover")
+    recoveries = sum(len(list((bench / "recover" / t).glob("**/*.tsv"))) for t in teachers)
     rest = total - training - recovery
     return Result(
-        f"4 study {study!r}, rule solve_teacher: where the time went",
-        f"{total:.0f} s in {len(jobs)} teacher jobs: training {100 * training / total:.0f}%, "
+        f"{label} study {study!r}, rule solve_teacher: where the time went",
+        f"{total:.0f} s in {len(jobs)} teacher jobs ({recoveries} recoveries): training "
+        f"{100 * training / total:.0f}%, "
         f"recovery {100 * recovery / total:.0f}%, the rest (process start and imports, "
         f"teacher, queries, gathering, evaluation, writes) {100 * rest / total:.0f}% "
         f"({rest / len(jobs):.1f} s per job)",

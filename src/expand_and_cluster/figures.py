@@ -433,7 +433,7 @@ ACTIVATION_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 def ease_figure(metrics: list[dict[str, Any]]) -> Figure:
     """Synthetic problems ordered along the ease axis (easiest left): (top) each problem's
-    ease, the fraction of its expansion-1 students that found the whole teacher;
+    ease, the share of its expansion-1 students that hold its hardest teacher neuron;
     (middle) its recovery status at every expansion, one row per expansion, the activation
     by marker; (bottom) the distribution of every matched teacher neuron's angle to its
     recovered neuron, per expansion (cumulative, log scale)."""
@@ -458,7 +458,7 @@ def ease_figure(metrics: list[dict[str, Any]]) -> Figure:
         mine = [i for i, r in enumerate(rows) if r["activation"] == act]
         top.scatter(ranks[mine], np.array(ease_values)[mine], marker=markers[act], s=16, label=act)
     top.set_ylim(-0.05, 1.05)
-    top.set_ylabel("ease: expansion-1\nstudents that found\nthe teacher")
+    top.set_ylabel("ease: support of the\nhardest teacher neuron\n(expansion-1 students)")
     top.set_title(
         f"{len(rows)} synthetic problems, easiest left"
         + ("" if 1.0 in expansions else " (no expansion 1 in this study: ease undefined)"),
