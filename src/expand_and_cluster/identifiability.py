@@ -49,9 +49,11 @@ def ease(angles: Sequence[Sequence[float | None] | None] | None) -> Ease:
     """The ease of one problem from its expansion-1 students' angles to each teacher
     neuron (:func:`expand_and_cluster.evaluate.student_teacher_angles`; a failed student,
     None, holds no teacher neuron)."""
-    held = [a for a in angles or [] if a is not None]
-    if not angles or not held:
-        return Ease(None if not angles else 0.0, None if not angles else 0.0)
+    if not angles:
+        return Ease(None, None)
+    held = [a for a in angles if a is not None]
+    if not held:  # every student failed
+        return Ease(0.0, 0.0)
     n_neurons = len(held[0])
     support = [
         sum(a[j] is not None and a[j] <= MATCH_DEG for a in held) / len(angles)
