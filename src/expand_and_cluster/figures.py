@@ -22,7 +22,7 @@ from scipy.cluster.hierarchy import dendrogram, leaves_list
 from scipy.spatial.distance import squareform
 
 from expand_and_cluster.cluster import condensed_distances
-from expand_and_cluster.identifiability import ease_rows
+from expand_and_cluster.identifiability import ranked_problems
 
 STATUS_COLOURS = {"kept": "tab:green", "too_few_students": "tab:blue", "unaligned": "tab:red"}
 STATUS_LABELS = {"kept": "kept", "too_few_students": "too few students", "unaligned": "unaligned"}
@@ -272,6 +272,11 @@ def _by_expansion(metrics: list[dict[str, Any]], key: str) -> dict[Any, dict[flo
     return groups
 
 
+def matched_angles(metrics: list[dict[str, Any]]) -> list[float]:
+    """The angle of every matched teacher neuron to its recovered neuron, over ``metrics``."""
+    return [a for m in metrics for layer in (m["angles_deg"] or []) for a in layer if a is not None]
+
+
 def identifiability_figure(metrics: list[dict[str, Any]]) -> Figure:
     """Synthetic problems: (left) the fraction recovered exactly (status ``exact`` in the
     metrics: right widths, every teacher neuron close to its match) against the expansion factor, per activation; (right) the angle of every
@@ -303,13 +308,7 @@ def identifiability_figure(metrics: list[dict[str, Any]]) -> Figure:
             label=f"{act} ({counts[0]} problems)",
         )
         for x in xs:
-            angles = [
-                a
-                for m in groups[act][x]
-                for layer in (m["angles_deg"] or [])
-                for a in layer
-                if a is not None
-            ]
+            angles = matched_angles(groups[act][x])
             if angles:
                 jitter = np.linspace(-0.05, 0.05, len(angles))
                 right.scatter(
@@ -445,43 +444,42 @@ def ease_figure(metrics: list[dict[str, Any]]) -> Figure:
             ax.set_axis_off()
         top.text(0.5, 0.5, "no synthetic teachers in this study", ha="center")
         return fig
-    rows, _ = ease_rows(synthetic)
+    problems = ranked_problems(synthetic)
     expansions = sorted({float(m["expansion"]) for m in synthetic})
-    activations = sorted({r["activation"] for r in rows})
+    activations = sorted({p.activation for p in problems})
     markers = {
         a: ACTIVATION_MARKERS[i % len(ACTIVATION_MARKERS)] for i, a in enumerate(activations)
     }
-    ranks = np.arange(1, len(rows) + 1)
-    ease_values = [float(r["ease"]) if r["ease"] else np.nan for r in rows]
+    ranks = np.arange(1, len(problems) + 1)
+    ease_values = np.array([np.nan if p.ease.support is None else p.ease.support for p in problems])
     top.plot(ranks, ease_values, "-", color="0.6", linewidth=0.8)
     for act in activations:
-        mine = [i for i, r in enumerate(rows) if r["activation"] == act]
-        top.scatter(ranks[mine], np.array(ease_values)[mine], marker=markers[act], s=16, label=act)
+        mine = [i for i, p in enumerate(problems) if p.activation == act]
+        top.scatter(ranks[mine], ease_values[mine], marker=markers[act], s=16, label=act)
     top.set_ylim(-0.05, 1.05)
     top.set_ylabel("ease: support of the\nhardest teacher neuron\n(expansion-1 students)")
     top.set_title(
-        f"{len(rows)} synthetic problems, easiest left"
+        f"{len(problems)} synthetic problems, easiest left"
         + ("" if 1.0 in expansions else " (no expansion 1 in this study: ease undefined)"),
         fontsize=10,
     )
     top.legend(fontsize=7, ncol=len(activations))
     for j, x in enumerate(expansions):
-        for i, r in enumerate(rows):
-            status = r[f"status_x{x:g}"]
-            if status:
+        for i, p in enumerate(problems):
+            if p.status(x):
                 middle.scatter(
                     ranks[i],
                     j,
-                    marker=markers[r["activation"]],
+                    marker=markers[p.activation],
                     s=18,
-                    color=RECOVERY_COLOURS.get(status, "0.5"),
+                    color=RECOVERY_COLOURS.get(p.status(x), "0.5"),
                 )
-        exact = np.mean([r[f"status_x{x:g}"] == "exact" for r in rows])
-        middle.text(len(rows) + 1, j, f" {100 * exact:.0f}% exact", va="center", fontsize=8)
+        exact = np.mean([p.status(x) == "exact" for p in problems])
+        middle.text(len(problems) + 1, j, f" {100 * exact:.0f}% exact", va="center", fontsize=8)
     middle.set_yticks(range(len(expansions)))
     middle.set_yticklabels([f"x{x:g}" for x in expansions])
     middle.set_ylim(-0.6, len(expansions) - 0.4)
-    middle.set_xlim(0, len(rows) + 1 + 0.12 * len(rows))
+    middle.set_xlim(0, len(problems) + 1 + 0.12 * len(problems))
     top.set_xlim(middle.get_xlim())
     middle.set_ylabel("expansion")
     middle.set_xlabel("problem, ordered by ease")
@@ -493,14 +491,10 @@ def ease_figure(metrics: list[dict[str, Any]]) -> Figure:
     )
     for x in expansions:
         angles = np.sort(
-            [
-                max(a, ANGLE_FLOOR_DEG)
-                for m in synthetic
-                if float(m["expansion"]) == x
-                for layer in (m["angles_deg"] or [])
-                for a in layer
-                if a is not None
-            ]
+            np.maximum(
+                matched_angles([m for m in synthetic if float(m["expansion"]) == x]),
+                ANGLE_FLOOR_DEG,
+            )
         )
         if len(angles):
             bottom.step(

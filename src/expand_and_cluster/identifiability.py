@@ -121,6 +121,33 @@ def success_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One teacher of a study: its ease and its metrics per expansion (first setting)."""
+
+    teacher: str
+    ease: Ease
+    runs: dict[float, dict[str, Any]]
+
+    @property
+    def activation(self) -> str:
+        return next(iter(self.runs.values()))["activation"]
+
+    def status(self, expansion: float) -> str:
+        return self.runs[expansion]["status"] if expansion in self.runs else ""
+
+
+def ranked_problems(metrics: Iterable[dict[str, Any]]) -> list[Problem]:
+    """The study's problems, easiest first (first recovery setting)."""
+    metrics = _one_setting(metrics)
+    scores = ease_by_teacher(metrics)
+    by_teacher: dict[str, dict[float, dict[str, Any]]] = defaultdict(dict)
+    for m in metrics:
+        by_teacher[m["teacher"]][float(m["expansion"])] = m
+    order = sorted(by_teacher, key=lambda t: (scores[t].sort_key(), t))
+    return [Problem(t, scores[t], by_teacher[t]) for t in order]
+
+
 def ease_columns(expansions: Iterable[float]) -> tuple[str, ...]:
     return (
         "rank",
@@ -136,26 +163,20 @@ def ease_columns(expansions: Iterable[float]) -> tuple[str, ...]:
 def ease_rows(metrics: Iterable[dict[str, Any]]) -> tuple[list[dict[str, str]], tuple[str, ...]]:
     """One row per problem, easiest first: its ease and its status at every expansion
     (first recovery setting); and the table's columns."""
-    metrics = _one_setting(metrics)
-    scores = ease_by_teacher(metrics)
-    expansions = sorted({float(m["expansion"]) for m in metrics})
-    by_teacher: dict[str, dict[float, dict[str, Any]]] = defaultdict(dict)
-    for m in metrics:
-        by_teacher[m["teacher"]][float(m["expansion"])] = m
-    order = sorted(by_teacher, key=lambda t: (scores[t].sort_key(), t))
+    problems = ranked_problems(metrics)
+    expansions = sorted({x for p in problems for x in p.runs})
     rows = []
-    for rank, teacher in enumerate(order, start=1):
-        runs, score = by_teacher[teacher], scores[teacher]
-        first = next(iter(runs.values()))
+    for rank, p in enumerate(problems, start=1):
+        support, mean = p.ease.support, p.ease.mean_support
         rows.append(
             {
                 "rank": str(rank),
-                "teacher": teacher,
-                "activation": first["activation"],
-                "sizes": ",".join(str(s) for s in first["sizes"]),
-                "ease": "" if score.support is None else f"{score.support:.2f}",
-                "mean_support": "" if score.mean_support is None else f"{score.mean_support:.2f}",
-                **{f"status_x{x:g}": runs[x]["status"] if x in runs else "" for x in expansions},
+                "teacher": p.teacher,
+                "activation": p.activation,
+                "sizes": ",".join(str(s) for s in next(iter(p.runs.values()))["sizes"]),
+                "ease": "" if support is None else f"{support:.2f}",
+                "mean_support": "" if mean is None else f"{mean:.2f}",
+                **{f"status_x{x:g}": p.status(x) for x in expansions},
             }
         )
     return rows, ease_columns(expansions)

@@ -451,43 +451,42 @@ def teacher_job(wildcards):
     def step(**more):
         return SimpleNamespace(**here, **more)
 
-    plan = {
+    def training(eid, seed):
+        job = step(expansion=eid, seed=str(seed))
+        return {
+            "seed": seed,
+            "attrs": student_attrs(job),
+            "checkpoint": training_checkpoint(job),
+            "label": training_label(job),
+            "out": at(rules.train_students.output[0], expansion=eid, seed=seed),
+            "benchmark": at(rules.train_students.benchmark, expansion=eid, seed=seed),
+        }
+
+    def recovery(eid, rid):
+        job = step(expansion=eid, recovery=rid)
+        return {
+            "settings": recovery_settings(job),
+            "labels": recovery_labels(job),
+            "store": at(rules.recover.output.store, expansion=eid, recovery=rid),
+            "summary": at(rules.recover.output.summary, expansion=eid, recovery=rid),
+            "metrics": at(rules.evaluate.output[0], expansion=eid, recovery=rid),
+            "benchmark": at(rules.recover.benchmark, expansion=eid, recovery=rid),
+        }
+
+    return {
         "spec": teacher_spec(step()),
         "teacher": at(rules.synthetic_teacher.output[0]),
         "design": query_design(step()),
         "queries": at(rules.queries.output[0]),
         "activation": activation(step()),
-        "expansions": [],
-    }
-    for eid in EXPANSIONS:
-        widths = student_widths(step(expansion=eid))
-        plan["expansions"].append(
+        "expansions": [
             {
-                "widths": widths,
-                "training": [
-                    {
-                        "seed": seed,
-                        "attrs": student_attrs(step(expansion=eid, seed=str(seed))),
-                        "checkpoint": training_checkpoint(step(expansion=eid, seed=str(seed))),
-                        "label": training_label(step(expansion=eid, seed=str(seed))),
-                        "out": at(rules.train_students.output[0], expansion=eid, seed=seed),
-                        "benchmark": at(rules.train_students.benchmark, expansion=eid, seed=seed),
-                    }
-                    for seed in SEEDS
-                ],
+                "widths": student_widths(step(expansion=eid)),
+                "training": [training(eid, seed) for seed in SEEDS],
                 "gather_attrs": gather_attrs(step(expansion=eid)),
                 "students": at(rules.gather_students.output[0], expansion=eid),
-                "recoveries": [
-                    {
-                        "settings": recovery_settings(step(expansion=eid, recovery=rid)),
-                        "labels": recovery_labels(step(expansion=eid, recovery=rid)),
-                        "store": at(rules.recover.output.store, expansion=eid, recovery=rid),
-                        "summary": at(rules.recover.output.summary, expansion=eid, recovery=rid),
-                        "metrics": at(rules.evaluate.output[0], expansion=eid, recovery=rid),
-                        "benchmark": at(rules.recover.benchmark, expansion=eid, recovery=rid),
-                    }
-                    for rid in RECOVERIES
-                ],
+                "recoveries": [recovery(eid, rid) for rid in RECOVERIES],
             }
-        )
-    return plan
+            for eid in EXPANSIONS
+        ],
+    }
