@@ -1,4 +1,4 @@
-"""Query inputs: synthetic input distributions, bundled and IDX data sets, and the query
+"""Query inputs: synthetic input distributions, the bundled digits, and the query
 design (which inputs the students are trained on, which fresh inputs evaluate them).
 
 A query design is a dict: ``distribution`` (gaussian, uniform, or dataset: the bundled
@@ -7,10 +7,7 @@ digits images), ``n`` (number of inputs), ``seed``, and for ``dataset`` the
 
 from __future__ import annotations
 
-import gzip
 import re
-import struct
-from pathlib import Path
 
 import numpy as np
 
@@ -71,28 +68,6 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
 
     bunch = sklearn_digits()
     return standardise(bunch.data.astype(np.float64)), bunch.target.astype(np.int64)
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (the MNIST format), gzipped or not, into an array."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise InputError(f"cannot read IDX file {path}: {e}") from None
-    if len(raw) < 4 or raw[:2] != b"\x00\x00":
-        raise InputError(f"{path} is not an IDX file (bad magic number)")
-    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    if raw[2] not in dtypes:
-        raise InputError(f"{path}: unknown IDX element type {raw[2]:#x}")
-    ndim = raw[3]
-    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=dtypes[raw[2]], offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise InputError(f"{path}: header says shape {shape} but holds {data.size} values")
-    return data.reshape(shape)
 
 
 def query_inputs(design: dict, n_inputs: int) -> np.ndarray:
