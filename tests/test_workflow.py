@@ -219,7 +219,7 @@ def test_test_study_runs_every_rule(test_study):
     done = job_counts(result.stdout + result.stderr)
     expected_rules = {
         "synthetic_teacher",
-        "digits_teacher",
+        "trained_teacher",
         "queries",
         "train_students",
         "gather_students",
@@ -314,7 +314,7 @@ def test_new_gamma_reruns_recovery_but_not_training(test_study, tmp_path):
     assert counts.get("recover") == 2 and counts.get("evaluate") == 2
     for upstream in (
         "synthetic_teacher",
-        "digits_teacher",
+        "trained_teacher",
         "queries",
         "train_students",
         "gather_students",
@@ -348,7 +348,7 @@ def test_one_job_per_teacher_writes_the_same_results(test_study, tmp_path):
     override = write_config(
         tmp_path / "per_teacher.yaml",
         {
-            "teachers": {"digits": []},
+            "teachers": {"trained": []},
             "jobs": {"one_per_teacher": True},
             "figures": {"per_recovery": False},
         },

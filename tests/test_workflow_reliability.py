@@ -111,7 +111,7 @@ RESUME_STUDY = {
     "study": "resume",
     "teachers": {
         "synthetic": [{"activations": ["tanh"], "sizes": ["4,3,1"], "seeds": [1]}],
-        "digits": [],
+        "trained": [],
     },
     "queries": {"n": 1000},
     "students": {
@@ -208,7 +208,7 @@ def test_study_whose_every_student_diverges_finishes_with_failed_rows(tmp_path):
     hold a `failed` row per recovery instead of the study stopping in the gather."""
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
     config["study"] = "diverged"
-    config["teachers"]["digits"] = []
+    config["teachers"]["trained"] = []
     config["students"]["train"]["lr"] = 1.0e30
     configfile = write_config(tmp_path / "diverged.yaml", config)
     snakemake("--cores", "2", "--configfile", str(configfile), "--directory", str(tmp_path))

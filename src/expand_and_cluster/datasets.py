@@ -59,6 +59,7 @@ class ImageDataset:
     files: Mapping[str, tuple[str, ...]]
     shape: tuple[int, int, int]  # (channels, height, width)
     classes: int
+    train_images: int  # in the published training split (an upper bound before any job runs)
     urls: tuple[str, ...] = ()
     downloads: tuple[str, ...] = ()
     published: Mapping[str, str] = field(default_factory=dict)
@@ -86,6 +87,7 @@ DATASETS: dict[str, ImageDataset] = {
         files=_IDX_FILES,
         shape=(1, 28, 28),
         classes=10,
+        train_images=60_000,
         urls=(
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
             "http://yann.lecun.com/exdb/mnist/",
@@ -108,6 +110,7 @@ DATASETS: dict[str, ImageDataset] = {
         files=_IDX_FILES,
         shape=(1, 28, 28),
         classes=10,
+        train_images=60_000,
         urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         downloads=_IDX_DOWNLOADS,
         published=_md5s(
@@ -129,12 +132,19 @@ DATASETS: dict[str, ImageDataset] = {
         },
         shape=(3, 32, 32),
         classes=10,
+        train_images=50_000,
         urls=("https://www.cs.toronto.edu/~kriz/",),
         downloads=(_CIFAR_ARCHIVE,),
         published={_CIFAR_ARCHIVE: "md5:c32a1d4ab5d03f1284b67883e8d87530"},
     ),
     "digits": ImageDataset(
-        name="digits", title="digits", format="sklearn", files={}, shape=(1, 8, 8), classes=10
+        name="digits",
+        title="digits",
+        format="sklearn",
+        files={},
+        shape=(1, 8, 8),
+        classes=10,
+        train_images=1797,
     ),
 }
 

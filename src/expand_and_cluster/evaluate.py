@@ -39,6 +39,7 @@ def compare_networks(recovered: MLP, teacher: MLP, x_test: np.ndarray) -> dict:
         "widths": recovered.hidden_widths,
         "teacher_widths": teacher.hidden_widths,
         "angles_deg": [c.angles_deg for c in layers],
+        "assigned_angles_deg": [c.assigned_deg for c in layers],
         "missing": [c.missing for c in layers],
         "excess": [c.excess for c in layers],
         "rmse": rmse,
@@ -175,11 +176,14 @@ def recovery_labels(
     expansion: float,
     gamma: float,
     beta_deg: float,
+    queries: str | None = None,
 ) -> dict[str, Any]:
-    """What identifies a recovery in its summary, its metrics and the tables."""
+    """What identifies a recovery in its summary, its metrics and the tables; ``queries``
+    names the query design (expand_and_cluster.data.query_design)."""
     return {
         "teacher": teacher,
         "kind": kind,
+        "queries": queries,
         "activation": activation,
         "sizes": list(sizes),
         "expansion": expansion,
@@ -216,13 +220,15 @@ def recovery_metrics(
     source: dict[str, Any] | None = None,
     auto_width_rounds: list[dict] | None = None,
     students: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+    teacher_test_accuracy: float | None = None,
 ) -> dict[str, Any]:
     """The metrics of one recovery (``metrics.json``), from its summary
     (:func:`expand_and_cluster.reconstruct.recovery_summary`), the teacher, the recovered
     network (None when the recovery failed), the students' final losses, the queries and
     fresh held-out inputs; with the students' ``(weights, biases)``, how far each
-    student is from holding the teacher (:func:`student_teacher_angles`). No clock
-    times: the same results give the same bytes."""
+    student is from holding the teacher (:func:`student_teacher_angles`); a trained
+    teacher's test accuracy is carried into the tables. No clock times: the same results
+    give the same bytes."""
     metrics = _shared_metrics(
         summary,
         teacher.hidden_widths,
@@ -240,10 +246,12 @@ def recovery_metrics(
     metrics["student_teacher_angles_deg"] = (
         None if students is None else student_teacher_angles(teacher, *students, student_failed)
     )
+    metrics["teacher_test_accuracy"] = teacher_test_accuracy
     if network is None:
         metrics.update(
             widths=None,
             angles_deg=None,
+            assigned_angles_deg=None,
             missing=None,
             excess=None,
             rmse=None,
@@ -426,6 +434,7 @@ def linear_terms(diagnostics: dict | None) -> list[dict[str, Any]] | None:
 LABEL_KEYS = (
     "teacher",
     "kind",
+    "queries",
     "activation",
     "sizes",
     "expansion",

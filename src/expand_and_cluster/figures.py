@@ -374,7 +374,7 @@ def expansion_control_figure(metrics: list[dict[str, Any]]) -> Figure:
         if float(m["expansion"]) == widest and m.get("recovered_loss") is not None:
             by_teacher[m["teacher"]][categories[-1]] = m["recovered_loss"]
     floor = 1e-20
-    markers = {"synthetic": "o", "digits": "s"}
+    markers = {"synthetic": "o"}  # trained teachers: squares
     for i, (teacher, values) in enumerate(sorted(by_teacher.items())):
         xs = [j for j, c in enumerate(categories) if c in values]
         ys = [max(values[categories[j]], floor) for j in xs]
@@ -397,7 +397,7 @@ def expansion_control_figure(metrics: list[dict[str, Any]]) -> Figure:
             ys,
             s=14,
             zorder=2,
-            marker=markers.get(kinds[teacher], "o"),
+            marker=markers.get(kinds[teacher], "s"),
             color=[f"C{j}" for j in xs],
         )
     ax.set_yscale("log")
@@ -508,3 +508,77 @@ def ease_figure(metrics: list[dict[str, Any]]) -> Figure:
     bottom.legend(fontsize=7, title="expansion", title_fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def trained_teachers_figure(metrics: list[dict[str, Any]]) -> Figure:
+    """Teachers trained on a data set (the paper's MNIST summary). Left: per teacher and
+    query design, each expansion's students' RMSE on the queries (dots) and the RMSE of the
+    network recovered from the widest students (star), labelled teacher / recovered /
+    student widths. Right: per hidden layer, recovered width over the teacher's (1 is
+    exact) against the median angle of the teacher's neurons to their matches."""
+    first_setting = sorted({m["recovery_id"] for m in metrics})[:1]
+    trained = [m for m in metrics if m["kind"] != "synthetic" and m["recovery_id"] in first_setting]
+    if not trained:
+        return message_figure("Teachers trained on a data set", "this study has none")
+    by_teacher: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for m in trained:
+        by_teacher[m["teacher"]].append(m)
+    teachers = sorted(by_teacher)
+    fig = Figure(figsize=(11, 0.45 * len(teachers) + 2.5))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    expansions = sorted({float(m["expansion"]) for m in trained})
+    for row, teacher in enumerate(teachers):
+        ms = sorted(by_teacher[teacher], key=lambda m: float(m["expansion"]))
+        for j, m in enumerate(ms):
+            rmse = np.sqrt([v for v in m["student_loss"] if v is not None])
+            colour = f"C{expansions.index(float(m['expansion']))}"
+            left.scatter(rmse, np.full(len(rmse), row + 0.12 * j), s=10, color=colour, alpha=0.7)
+        widest = ms[-1]
+        label = f"{teacher}  {_widths_label(widest)}"
+        if widest.get("recovered_loss") is not None:
+            left.scatter(np.sqrt(widest["recovered_loss"]), row, marker="*", s=90, color="k")
+        left.text(1.02, row, label, transform=left.get_yaxis_transform(), fontsize=7, va="center")
+        medians = _layer_medians(widest)
+        for layer, (t, a) in enumerate(zip(widest["teacher_widths"], medians, strict=True)):
+            if widest["widths"] is not None and a is not None:
+                ratio = widest["widths"][layer] / t
+                right.scatter(a, ratio, marker=f"${layer + 1}$", s=40, color=f"C{row % 10}")
+    left.set_xscale("log")
+    left.set_yticks(range(len(teachers)))
+    left.set_yticklabels([])
+    left.set_xlabel("RMSE on the queries")
+    left.legend(
+        handles=[
+            Line2D([], [], marker="o", linestyle="", color=f"C{i}", label=f"students x{x:g}")
+            for i, x in enumerate(expansions)
+        ]
+        + [Line2D([], [], marker="*", linestyle="", color="k", label="recovered")],
+        fontsize=7,
+        loc="lower left",
+    )
+    left.set_title("teacher / recovered / student widths", fontsize=9, loc="right")
+    right.axhline(1.0, color="0.6", linewidth=0.8)
+    right.set_xscale("log")
+    right.set_xlabel("median angle to teacher neurons (deg), digit = hidden layer")
+    right.set_ylabel("recovered width / teacher width")
+    fig.tight_layout()
+    return fig
+
+
+def _widths_label(m: dict[str, Any]) -> str:
+    """``32 / 34 / 128`` per hidden layer: teacher, recovered, student widths."""
+    recovered = m["widths"] or ["-"] * len(m["teacher_widths"])
+    return ", ".join(
+        f"{t}/{r}/{s}"
+        for t, r, s in zip(m["teacher_widths"], recovered, m["student_widths"], strict=True)
+    )
+
+
+def _layer_medians(m: dict[str, Any]) -> list[float | None]:
+    """Median angle of each hidden layer's teacher neurons to their assigned recovered
+    neurons, however large (None when none)."""
+    out = []
+    for layer in m.get("assigned_angles_deg") or [[] for _ in m["teacher_widths"]]:
+        matched = [a for a in layer if a is not None]
+        out.append(float(np.median(matched)) if matched else None)
+    return out

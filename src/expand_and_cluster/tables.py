@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from expand_and_cluster.evaluate import STATUSES
 
 RECOVERY_COLUMNS = (
@@ -52,6 +54,26 @@ SUMMARY_COLUMNS = (
     "failed",
     "fraction_exact",
     "student_loss_median",
+)
+TRAINED_COLUMNS = (
+    "teacher",
+    "dataset",
+    "queries",
+    "activation",
+    "expansion",
+    "teacher_test_accuracy",
+    "teacher_widths",
+    "recovered_widths",
+    "overhead_pct",
+    "first_layer_angle_median_deg",
+    "first_layer_angle_max_deg",
+    "masked_angle_median_deg",
+    "masked_angle_max_deg",
+    "mask_kept",
+    "student_rmse_median",
+    "recovered_rmse",
+    "heldout_rmse",
+    "status",
 )
 TIMING_COLUMNS = (
     "teacher",
@@ -120,6 +142,57 @@ def recovery_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
                 "student_loss_median": _number(m["student_loss_median"]),
                 "recovered_loss": _number(m["recovered_loss"]),
                 "notes": _notes(m),
+                "status": m["status"],
+            }
+        )
+    return rows
+
+
+def trained_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per recovery of a teacher trained on a data set (the paper's MNIST table):
+    recovered widths and their overhead over the teacher's, first-layer angles to the
+    teacher over every input and over the input mask's, and the RMSE on the queries of the
+    median student and of the recovered network (the held-out RMSE against the teacher
+    beside it)."""
+    rows = []
+    for m in sorted(metrics, key=_sort_key):
+        if m["kind"] == "synthetic":
+            continue
+        # Angles to the assigned neuron however large, so that a poor match shows its size.
+        first = [a for a in (m.get("assigned_angles_deg") or [[]])[0] if a is not None]
+        masked = m.get("first_layer_masked") or {}
+        losses = [v for v in m["student_loss"] if v is not None]
+        widths = m["widths"]
+        rows.append(
+            {
+                "teacher": m["teacher"],
+                "dataset": m["kind"],
+                "queries": m.get("queries") or "",
+                "activation": m["activation"],
+                "expansion": f"{float(m['expansion']):g}",
+                "teacher_test_accuracy": _number(m.get("teacher_test_accuracy")),
+                "teacher_widths": _widths(m["teacher_widths"]),
+                "recovered_widths": _widths(widths),
+                "overhead_pct": ""
+                if widths is None or len(widths) != len(m["teacher_widths"])
+                else ",".join(
+                    f"{100 * (w - t) / t:+.1f}"
+                    for w, t in zip(widths, m["teacher_widths"], strict=True)
+                ),
+                "first_layer_angle_median_deg": _number(
+                    float(np.median(first)) if first else None, 2
+                ),
+                "first_layer_angle_max_deg": _number(max(first) if first else None, 2),
+                "masked_angle_median_deg": _number(masked.get("median_deg"), 2),
+                "masked_angle_max_deg": _number(masked.get("max_deg"), 2),
+                "mask_kept": f"{masked['kept']}/{masked['total']}" if masked else "",
+                "student_rmse_median": _number(
+                    float(np.sqrt(statistics.median(losses))) if losses else None
+                ),
+                "recovered_rmse": _number(
+                    None if m["recovered_loss"] is None else float(np.sqrt(m["recovered_loss"]))
+                ),
+                "heldout_rmse": _number(m["rmse"]),
                 "status": m["status"],
             }
         )

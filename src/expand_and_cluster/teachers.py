@@ -114,6 +114,16 @@ def _calibrated_layer(h: np.ndarray, width: int, rng: np.random.Generator):
     return layer[:, :-1], layer[:, -1]
 
 
+TEACHER_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+
+def classification_accuracy(network: MLP, x: np.ndarray, labels: np.ndarray) -> float | None:
+    """Fraction of ``x`` whose largest output is the label; None without samples."""
+    if len(x) == 0:
+        return None
+    return float(np.mean(network(x).argmax(axis=1) == labels))
+
+
 def train_teacher(
     x: np.ndarray,
     labels: np.ndarray,
@@ -123,9 +133,17 @@ def train_teacher(
     epochs: int = 200,
     lr: float = 1e-2,
     batch_size: int = 128,
+    optimizer: str = "adam",
 ) -> MLP:
-    """A classifier trained with cross-entropy (Adam) on ``(x, labels)``: the teacher of a
-    data-set experiment. Its outputs (logits) are what the students imitate."""
+    """A classifier trained with cross-entropy on ``(x, labels)``: the teacher of a
+    data-set experiment. Its outputs (logits) are what the students imitate.
+
+    ``optimizer`` is ``adam`` or ``sgd`` (plain SGD without momentum, as the paper's MNIST
+    teachers: lr 0.1, batch 128)."""
+    if optimizer not in TEACHER_OPTIMIZERS:
+        raise InputError(
+            f"unknown teacher optimizer {optimizer!r}: choose one of {TEACHER_OPTIMIZERS}"
+        )
     if x.ndim != 2 or labels.shape != (x.shape[0],):
         raise InputError(
             f"need x (samples, in) and labels (samples,); got {x.shape} and {labels.shape}"
@@ -144,7 +162,7 @@ def train_teacher(
     params = net.torch_parameters()
     for p in params.all():
         p.requires_grad_(True)
-    opt = torch.optim.Adam(params.all(), lr=lr)
+    opt = TEACHER_OPTIMIZERS[optimizer](params.all(), lr=lr)
     xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(labels)
     for epoch in range(epochs):
         order = torch.randperm(len(xt), generator=torch_generator(seed, "teacher-order", epoch))

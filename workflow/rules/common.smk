@@ -7,6 +7,7 @@ import math
 import os
 import re
 import sys
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import jsonschema
@@ -18,7 +19,12 @@ try:
 except ImportError:  # a checkout whose package is not installed (e.g. conda deployment)
     sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from expand_and_cluster.data import DIGITS_IMAGES
+from expand_and_cluster.data import (
+    ImageSource,
+    image_sizes,
+    query_count,
+    query_design as make_query_design,
+)
 from expand_and_cluster.errors import InputError
 from expand_and_cluster.evaluate import (
     EvaluationSettings,
@@ -103,9 +109,26 @@ def sizes_id(sizes):
     return "-".join(str(s) for s in sizes)
 
 
-def distribution_id(distribution):
-    """The input distribution's part of a teacher id: none for the default (gaussian)."""
-    return "" if distribution == "gaussian" else f"-{distribution}"
+def distribution_id(design):
+    """The query design's part of a teacher id: none for the default (gaussian);
+    ``composition:4:rotate`` -> ``-composition4rotate``."""
+    return "" if design == "gaussian" else f"-{design.replace(':', '')}"
+
+
+def subset_id(n_train):
+    """A teacher trained on a subset of its data set's images: ``-n500``; none for all."""
+    return "" if n_train is None else f"-n{n_train}"
+
+
+def data_files(cfg, dataset):
+    """Where ``dataset``'s files are (the config's data section; default data/<dataset>)."""
+    if dataset == "digits":
+        return {"root": None, "checksums": None}
+    files = cfg["data"][dataset]
+    return {
+        "root": files["root"] or os.path.join("data", dataset),
+        "checksums": files["checksums"] or None,
+    }
 
 
 def parse_widths(text):
@@ -114,9 +137,10 @@ def parse_widths(text):
 
 def build_teachers(cfg):
     """Teacher id -> spec, from the validated config. Ids carry the teacher's identity:
-    synthetic ``{activation}-{sizes}[-{inputs}]-s{seed}`` (e.g. ``tanh-5-4-1-s0``), digits
-    ``digits-{activation}-{hidden}[-{queries}]-s{seed}`` (e.g. ``digits-relu-12-s0``);
-    the input distribution appears only when it is not the default (gaussian)."""
+    synthetic ``{activation}-{sizes}[-{inputs}]-s{seed}`` (e.g. ``tanh-5-4-1-s0``), trained
+    ``{dataset}-{activation}-{hidden}[-{queries}]-s{seed}`` (e.g. ``digits-relu-12-s0``,
+    ``mnist-n500-g-16-train-s0`` for a teacher trained on 500 images); the query design
+    appears only when it is not the default (gaussian)."""
     teachers = {}
 
     def add(spec):
@@ -143,37 +167,52 @@ def build_teachers(cfg):
                             "sizes": sizes,
                             "seed": seed,
                             "inputs": dist,
+                            "query_label": dist,
                             "queries": {"distribution": dist, "n": queries["n"], "seed": seed},
                         }
                     )
-    for group in cfg["teachers"]["digits"]:
+    for group in cfg["teachers"]["trained"]:
+        dataset = group["dataset"]
+        images = {
+            "dataset": dataset,
+            "downsample": group["downsample"],
+            "n_train": group["images"],
+            "test_fraction": group["test_fraction"],
+            **data_files(cfg, dataset),
+        }
+        n_queries = group["n_queries"] or queries["n"]
         for act in group["activations"]:
             for text in group["hidden"]:
                 hidden = parse_widths(text)
                 for seed in group["seeds"]:
-                    dist = group["queries"]
-                    add(
-                        {
-                            "id": f"digits-{act}-{sizes_id(hidden)}{distribution_id(dist)}-s{seed}",
-                            "kind": "digits",
-                            "activation": act,
-                            "sizes": [64, *hidden, 10],
-                            "seed": seed,
-                            "epochs": group["epochs"],
-                            "lr": group["lr"],
-                            "batch_size": group["batch_size"],
-                            "queries": {
-                                "distribution": dist,
-                                "n": queries["n"],
+                    source = ImageSource(**images, seed=seed)
+                    for design in group["queries"]:
+                        add(
+                            {
+                                "id": f"{dataset}{subset_id(group['images'])}-{act}-"
+                                f"{sizes_id(hidden)}{distribution_id(design)}-s{seed}",
+                                "kind": "trained",
+                                "activation": act,
+                                "sizes": image_sizes(source, hidden),
                                 "seed": seed,
-                                "test_fraction": queries["dataset_test_fraction"],
-                            },
-                        }
-                    )
+                                "train": {
+                                    key: group[key]
+                                    for key in ("optimizer", "epochs", "lr", "batch_size")
+                                },
+                                "images": asdict(source),
+                                "query_label": design,
+                                "queries": checked_config(
+                                    "teachers.trained.queries",
+                                    lambda: make_query_design(
+                                        design, source, n_queries, seed, cfg["data"]
+                                    ),
+                                ),
+                            }
+                        )
     if not teachers:
         raise WorkflowError(
             "config: no teachers: list at least one group under teachers.synthetic or "
-            "teachers.digits"
+            "teachers.trained"
         )
     return teachers
 
@@ -218,9 +257,7 @@ def check_job_memory(cfg, teachers):
         sizes = spec["sizes"]
         key = f"teachers (teacher {tid})"
         checked_config(key, lambda: check_teacher_memory(sizes, f"teacher {tid}"))
-        n_queries = (
-            DIGITS_IMAGES if spec["queries"]["distribution"] == "dataset" else cfg["queries"]["n"]
-        )
+        n_queries = query_count(spec["queries"])
         for expansion in students["expansions"]:
             widths = expanded_widths(sizes[1:-1], expansion)
             estimate = estimate_recovery_memory(
@@ -266,7 +303,12 @@ TEACHERS = build_teachers(config)
 check_settings(config)
 check_job_memory(config, TEACHERS)
 SYNTHETIC = sorted(t for t, s in TEACHERS.items() if s["kind"] == "synthetic")
-DIGITS = sorted(t for t, s in TEACHERS.items() if s["kind"] == "digits")
+TRAINED = sorted(t for t, s in TEACHERS.items() if s["kind"] == "trained")
+# Image data sets with files (digits are bundled) that a teacher or a query design reads.
+DATASETS_USED = sorted(
+    {s["images"]["dataset"] for s in TEACHERS.values() if s["kind"] == "trained"}
+    | {s["queries"]["dataset"] for s in TEACHERS.values() if "dataset" in s["queries"]} - {"digits"}
+)
 EXPANSIONS = unique_ids(config["students"]["expansions"], expansion_id, "students.expansions")
 SEEDS = list(config["students"]["seeds"])
 RECOVERIES = {
@@ -329,8 +371,8 @@ def query_design(wildcards):
 
 
 def heldout_design(wildcards):
-    """Fresh inputs for evaluation: the queries' distribution with another random stream
-    (or, for digits queries "dataset", the held-out images)."""
+    """Fresh inputs for evaluation (expand_and_cluster.data.heldout_inputs): the queries'
+    distribution with another random stream, or the teacher's held-out images."""
     return {**query_design(wildcards), "n": config["queries"]["n_test"]}
 
 
@@ -398,14 +440,16 @@ def recovery_settings(wildcards):
 
 
 def recovery_labels(wildcards):
+    """The recovery's labels; a trained teacher's kind is its data set (digits, mnist...)."""
     spec = TEACHERS[wildcards.teacher]
     return make_recovery_labels(
         wildcards.teacher,
-        spec["kind"],
+        spec["images"]["dataset"] if spec["kind"] == "trained" else spec["kind"],
         spec["activation"],
         spec["sizes"],
         EXPANSIONS[wildcards.expansion],
         **RECOVERIES[wildcards.recovery],
+        queries=spec["query_label"],
     )
 
 

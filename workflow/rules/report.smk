@@ -104,6 +104,13 @@ rule tables:
             labels={"table": "ease of identifiability"},
         ),
         ease_md="results/{study}/tables/ease.md",
+        trained_csv=report(
+            "results/{study}/tables/trained.csv",
+            caption="../report/trained_table.rst",
+            category="Tables",
+            labels={"table": "trained teachers"},
+        ),
+        trained_md="results/{study}/tables/trained.md",
     log:
         "results/{study}/logs/tables.log",
     conda:
@@ -134,6 +141,12 @@ rule study_figures:
             caption="../report/ease.rst",
             category="Study",
             labels={"figure": "ease of identifiability"},
+        ),
+        trained=report(
+            "results/{study}/figures/trained_teachers.png",
+            caption="../report/trained_teachers.rst",
+            category="Study",
+            labels={"figure": "trained teachers"},
         ),
     log:
         "results/{study}/logs/study_figures.log",

@@ -14,7 +14,7 @@ rule synthetic_teacher:
         "../scripts/synthetic_teacher.py"
 
 
-rule digits_teacher:
+rule trained_teacher:
     output:
         directory("results/{study}/{teacher}/teacher.zarr"),
     log:
@@ -22,14 +22,14 @@ rule digits_teacher:
     benchmark:
         "results/{study}/benchmarks/teacher/{teacher}.tsv"
     wildcard_constraints:
-        teacher=alternatives(DIGITS),
+        teacher=alternatives(TRAINED),
     conda:
         "../../envs/study.yaml"
     threads: 1
     params:
         spec=teacher_spec,
     script:
-        "../scripts/digits_teacher.py"
+        "../scripts/trained_teacher.py"
 
 
 rule queries:
@@ -46,3 +46,25 @@ rule queries:
         design=query_design,
     script:
         "../scripts/queries.py"
+
+
+rule download_dataset:
+    output:
+        "results/{study}/downloads/{dataset}.json",
+    log:
+        "results/{study}/logs/download/{dataset}.log",
+    wildcard_constraints:
+        dataset=alternatives(DATASETS_USED),
+    localrule: True
+    conda:
+        "../../envs/study.yaml"
+    params:
+        files=lambda wildcards: data_files(config, wildcards.dataset),
+    script:
+        "../scripts/download.py"
+
+
+rule download:
+    input:
+        expand(rules.download_dataset.output, study=STUDY, dataset=DATASETS_USED),
+    localrule: True

@@ -7,6 +7,7 @@ import _study
 from expand_and_cluster.data import heldout_inputs
 from expand_and_cluster.evaluate import EvaluationSettings, recovery_metrics
 from expand_and_cluster.store import (
+    network_attrs,
     read_json,
     read_network,
     read_queries,
@@ -45,6 +46,7 @@ def main(
         heldout_inputs(heldout, teacher.n_inputs),
         EvaluationSettings(**settings),
         students=(students.weights, students.biases),
+        teacher_test_accuracy=network_attrs(teacher_store).get("test_accuracy"),
     )
     if network is None:
         log.info("recovery failed: %s", summary["reason"])

@@ -1,6 +1,7 @@
 """The study's figures: identifiability against expansion and activation, the
-expansion-1 control (students' final loss against the recovered network's), and the
-problems ordered along the ease-of-identifiability axis."""
+expansion-1 control (students' final loss against the recovered network's), the
+problems ordered along the ease-of-identifiability axis, and the teachers trained on a
+data set (RMSE of students and recovered network, widths, per-layer angles)."""
 
 import logging
 
@@ -18,6 +19,7 @@ def main(metrics_files: list[str], settings: dict, out: dict[str, str]) -> None:
     figures.save(figures.identifiability_figure(metrics), out["identifiability"], dpi)
     figures.save(figures.expansion_control_figure(metrics), out["expansion_control"], dpi)
     figures.save(figures.ease_figure(metrics), out["ease"], dpi)
+    figures.save(figures.trained_teachers_figure(metrics), out["trained"], dpi)
     log.info("study figures from %d recoveries", len(metrics))
 
 

@@ -73,6 +73,13 @@ def main(
         out["ease_md"],
         "Problems ordered by ease of identifiability (easiest first), status per expansion",
     )
+    tables.write_table(
+        tables.trained_rows(metrics),
+        tables.TRAINED_COLUMNS,
+        out["trained_csv"],
+        out["trained_md"],
+        "Teachers trained on a data set: widths, overhead, first-layer angles, RMSE",
+    )
     log.info("tables from %d recoveries", len(metrics))
 
 
