@@ -168,6 +168,7 @@ def build_teachers(cfg):
                             "seed": seed,
                             "inputs": dist,
                             "query_label": dist,
+                            "expansions": cfg["students"]["expansions"],
                             "queries": {"distribution": dist, "n": queries["n"], "seed": seed},
                         }
                     )
@@ -201,6 +202,7 @@ def build_teachers(cfg):
                                 },
                                 "images": asdict(source),
                                 "query_label": design,
+                                "expansions": group["expansions"] or cfg["students"]["expansions"],
                                 "queries": checked_config(
                                     "teachers.trained.queries",
                                     lambda: make_query_design(
@@ -258,7 +260,7 @@ def check_job_memory(cfg, teachers):
         key = f"teachers (teacher {tid})"
         checked_config(key, lambda: check_teacher_memory(sizes, f"teacher {tid}"))
         n_queries = query_count(spec["queries"])
-        for expansion in students["expansions"]:
+        for expansion in spec["expansions"]:
             widths = expanded_widths(sizes[1:-1], expansion)
             estimate = estimate_recovery_memory(
                 n_queries,
@@ -309,7 +311,16 @@ DATASETS_USED = sorted(
     {s["images"]["dataset"] for s in TEACHERS.values() if s["kind"] == "trained"}
     | {s["queries"]["dataset"] for s in TEACHERS.values() if "dataset" in s["queries"]} - {"digits"}
 )
-EXPANSIONS = unique_ids(config["students"]["expansions"], expansion_id, "students.expansions")
+# Every expansion of the study (a trained teacher group may set its own), by id; one
+# teacher's are teacher_expansions(teacher).
+EXPANSIONS = unique_ids(
+    list(dict.fromkeys(e for spec in TEACHERS.values() for e in spec["expansions"])),
+    expansion_id,
+    "students.expansions / teachers.trained.expansions",
+)
+# Synthetic teachers all have students.expansions (one job per teacher lists its outputs
+# from these).
+SYNTHETIC_EXPANSIONS = [expansion_id(e) for e in config["students"]["expansions"]]
 SEEDS = list(config["students"]["seeds"])
 RECOVERIES = {
     rid: {"gamma": g, "beta_deg": b}
@@ -337,16 +348,26 @@ wildcard_constraints:
 # -- paths (one level per factor) ------------------------------------------------------------
 
 
-def recovery_targets(pattern, **more):
+def teacher_expansions(teacher):
+    """The expansion ids of one teacher (its group's, or students.expansions)."""
+    return [expansion_id(e) for e in TEACHERS[teacher]["expansions"]]
+
+
+def per_expansion(pattern, **more):
+    """``pattern`` (with {study}, {teacher}, {expansion}) for every teacher and each of its
+    expansions, and every value of ``more``."""
+    return [
+        path
+        for teacher in sorted(TEACHERS)
+        for path in expand(
+            pattern, study=STUDY, teacher=teacher, expansion=teacher_expansions(teacher), **more
+        )
+    ]
+
+
+def recovery_targets(pattern):
     """``pattern`` (with {study}, {teacher}, {expansion}, {recovery}) for every recovery."""
-    return expand(
-        pattern,
-        study=STUDY,
-        teacher=sorted(TEACHERS),
-        expansion=list(EXPANSIONS),
-        recovery=list(RECOVERIES),
-        **more,
-    )
+    return per_expansion(pattern, recovery=list(RECOVERIES))
 
 
 def final_targets():
@@ -458,13 +479,7 @@ def all_metrics(wildcards):
 
 
 def train_benchmarks(wildcards):
-    return expand(
-        rules.train_students.benchmark,
-        study=STUDY,
-        teacher=sorted(TEACHERS),
-        expansion=list(EXPANSIONS),
-        seed=SEEDS,
-    )
+    return per_expansion(rules.train_students.benchmark, seed=SEEDS)
 
 
 def recover_benchmarks(wildcards):
@@ -531,6 +546,6 @@ def teacher_job(wildcards):
                 "students": at(rules.gather_students.output[0], expansion=eid),
                 "recoveries": [recovery(eid, rid) for rid in RECOVERIES],
             }
-            for eid in EXPANSIONS
+            for eid in teacher_expansions(wildcards.teacher)
         ],
     }

@@ -12,27 +12,31 @@ rule solve_teacher:
         queries=rules.queries.output[0],
         seed_stores=[
             directory(p)
-            for p in per_teacher(rules.train_students.output[0], expansion=EXPANSIONS, seed=SEEDS)
+            for p in per_teacher(
+                rules.train_students.output[0], expansion=SYNTHETIC_EXPANSIONS, seed=SEEDS
+            )
         ],
         students=[
             directory(p)
-            for p in per_teacher(rules.gather_students.output[0], expansion=EXPANSIONS)
+            for p in per_teacher(rules.gather_students.output[0], expansion=SYNTHETIC_EXPANSIONS)
         ],
         stores=[
             directory(p)
             for p in per_teacher(
-                rules.recover.output.store, expansion=EXPANSIONS, recovery=RECOVERIES
+                rules.recover.output.store, expansion=SYNTHETIC_EXPANSIONS, recovery=RECOVERIES
             )
         ],
         summaries=per_teacher(
-            rules.recover.output.summary, expansion=EXPANSIONS, recovery=RECOVERIES
+            rules.recover.output.summary, expansion=SYNTHETIC_EXPANSIONS, recovery=RECOVERIES
         ),
-        metrics=per_teacher(rules.evaluate.output[0], expansion=EXPANSIONS, recovery=RECOVERIES),
+        metrics=per_teacher(
+            rules.evaluate.output[0], expansion=SYNTHETIC_EXPANSIONS, recovery=RECOVERIES
+        ),
         train_benchmarks=per_teacher(
-            rules.train_students.benchmark, expansion=EXPANSIONS, seed=SEEDS
+            rules.train_students.benchmark, expansion=SYNTHETIC_EXPANSIONS, seed=SEEDS
         ),
         recover_benchmarks=per_teacher(
-            rules.recover.benchmark, expansion=EXPANSIONS, recovery=RECOVERIES
+            rules.recover.benchmark, expansion=SYNTHETIC_EXPANSIONS, recovery=RECOVERIES
         ),
     log:
         "results/{study}/logs/solve_teacher/{teacher}.log",
