@@ -46,7 +46,7 @@ def test_schema_section_is_the_dataclass_declaration(path, cls, defaults):
 def test_schema_recovery_scalars_and_lists_follow_recovery_settings():
     recovery = SCHEMA["properties"]["recovery"]["properties"]
     declared = json_schema(RecoverySettings)["properties"]
-    for name in ("cut_rule", "seed", "min_explained_variance"):
+    for name in ("cut_rule", "seed", "min_explained_variance", "input_mask"):
         assert recovery[name] == declared[name]
     for listed, field in (("gammas", "gamma"), ("betas_deg", "beta_deg")):
         bounds = {k: v for k, v in declared[field].items() if k not in ("description", "default")}
@@ -55,6 +55,17 @@ def test_schema_recovery_scalars_and_lists_follow_recovery_settings():
     # Every scalar the study sets has a schema entry (n_students comes from seeds x per_job).
     study_keys = {f.name for f in scalar_fields(RecoverySettings)} - {"n_students"}
     assert study_keys <= set(recovery) | {"gamma", "beta_deg"}
+
+
+def test_input_mask_flag_follows_its_declaration():
+    assert recovery_settings(_recover_args()).input_mask == "none"
+    assert recovery_settings(_recover_args("--input-mask", "informative")).input_mask == (
+        "informative"
+    )
+    with pytest.raises(SystemExit):  # argparse refuses a method that is not a choice
+        _recover_args("--input-mask", "boruta")
+    with pytest.raises(InputError, match="input_mask must be one of none, constant"):
+        RecoverySettings(input_mask="boruta")
 
 
 @pytest.mark.parametrize(

@@ -285,6 +285,7 @@ def _recover(args: argparse.Namespace) -> None:
                 rounds,
                 # Students trained on standardised inputs live in another input space.
                 students=None if args.standardise else students.students.numpy(),
+                input_mask=recovery.input_mask,
             )
         else:
             metrics = blackbox_metrics(
@@ -301,6 +302,7 @@ def _recover(args: argparse.Namespace) -> None:
                 source.hidden_widths,
                 origin,
                 rounds,
+                input_mask=recovery.input_mask,
             )
         for note in source.notes:
             log.info("note: %s", note)

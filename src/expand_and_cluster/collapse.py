@@ -16,6 +16,7 @@ from expand_and_cluster.students import TrainResult
 from expand_and_cluster.symmetry import (
     align_signs,
     canonicalise_neurons,
+    masked_neuron_vectors,
     neuron_vectors,
     outgoing_after_flip,
 )
@@ -26,7 +27,7 @@ class LayerRecovery:
     """What happened at one hidden layer."""
 
     clusters: LayerClusters
-    features: np.ndarray  # canonical vectors of all healthy students' neurons
+    features: np.ndarray  # canonical vectors of all healthy students' neurons (clustered)
     scales: np.ndarray  # removed scale of each neuron (norms for relu-like classes, else 1)
     student_of: np.ndarray  # student index (into the full ensemble) of each neuron
     representative_student: np.ndarray  # per kept cluster
@@ -40,6 +41,10 @@ class LayerRecovery:
     # pruning drops it (expand_and_cluster.prune.prune_network).
     linear_absorbed_by_skip: list[int] = field(default_factory=list)
     linear_dropped_by_pruning: list[int] = field(default_factory=list)
+    # With an input mask (first layer): the full vectors [w; b] divided by the same scales,
+    # which the collapse takes as incoming vectors (``features`` hold the masked part only).
+    incoming: np.ndarray | None = None
+    input_mask: np.ndarray | None = None  # the inputs the clustering compared (first layer)
 
 
 def cluster_students_layer(
@@ -52,17 +57,38 @@ def cluster_students_layer(
     gamma: float,
     beta_deg: float,
     cut_rule: str,
+    input_mask: np.ndarray | None = None,
+    input_mean: np.ndarray | None = None,
 ) -> LayerRecovery:
     """Cluster one hidden layer of the healthy students.
 
     ``weight`` is ``(N, out, in)`` and ``bias`` ``(N, out)`` for the N healthy students,
     ``losses`` their final losses, ``student_ids`` each one's index in the full ensemble,
     and ``n_total`` the number of students trained, failed ones included (gamma is a
-    fraction of these)."""
+    fraction of these).
+
+    With ``input_mask`` (boolean, one per input; the first layer), the neurons are
+    clustered on the canonical form of their masked vectors
+    (:func:`~expand_and_cluster.symmetry.masked_neuron_vectors`, left-out inputs folded into
+    the bias at ``input_mean``): weights on left-out inputs are not determined by the data,
+    so they would split clusters and, for positive-scaling classes, make students' scales
+    disagree; the scale is the masked vector's norm. The full vectors divided by the same
+    scales are kept for the collapse (``incoming``), so the recovered neurons keep a weight
+    for every input."""
     n, width = weight.shape[:2]
-    features, scales = canonicalise_neurons(
-        neuron_vectors(weight, bias).reshape(n * width, -1), symmetry
-    )
+    vectors = neuron_vectors(weight, bias).reshape(n * width, -1)
+    incoming = None
+    if input_mask is None:
+        features, scales = canonicalise_neurons(vectors, symmetry)
+    else:
+        if np.shape(input_mask) != (weight.shape[2],):
+            raise InputError(
+                f"input mask of {np.size(input_mask)} entries for a layer of "
+                f"{weight.shape[2]} inputs"
+            )
+        masked = masked_neuron_vectors(weight, bias, input_mask, input_mean)
+        features, scales = canonicalise_neurons(masked.reshape(n * width, -1), symmetry)
+        incoming = vectors / scales[:, None]
     local_student = np.repeat(np.arange(n), width)
     clusters = cluster_layer(features, local_student, n_total, symmetry, gamma, beta_deg, cut_rule)
     if len(clusters.kept) == 0:
@@ -81,6 +107,8 @@ def cluster_students_layer(
         student_of=student_ids[local_student],
         representative_student=student_ids[representative],
         width=len(clusters.kept),
+        incoming=incoming,
+        input_mask=None if input_mask is None else np.asarray(input_mask, dtype=bool),
     )
 
 
@@ -102,23 +130,28 @@ def collapse_layer(
     ``rec.linear_dropped_by_collapse``: the flipped members, and per student the norm of
     the linear map left out relative to the norm of the student's collapsed outgoing weights.
 
+    With an input mask (``rec.incoming``), signs are aligned on the masked vectors that were
+    clustered and the incoming vector is the representative's full ``[w; b]`` (every input's
+    weight), divided by the same scale.
+
     Returns ``(weight (K, in), bias (K,), next weights (N, next, K), next-bias shift (N, next))``.
     """
     n, n_next, width = next_weight.shape
     local_student = np.searchsorted(student_ids, rec.student_of)
     unit_index = np.tile(np.arange(width), n)
     kept = rec.clusters.kept
-    incoming = np.empty((len(kept), rec.features.shape[1]))
+    vectors = rec.features if rec.incoming is None else rec.incoming
+    incoming = np.empty((len(kept), vectors.shape[1]))
     out_weights = np.zeros((n, n_next, len(kept)))
     shift = np.zeros((n, n_next))
-    dropped = np.zeros((n, n_next, rec.features.shape[1]))
+    dropped = np.zeros((n, n_next, vectors.shape[1]))
     n_flipped = 0
     for slot, (c, rep) in enumerate(zip(kept, rec.representative_student, strict=True)):
         members = rec.clusters.members[c]
         students = local_student[members]
         own = rec.student_of[members] == rep
         signs = align_signs(rec.features[members], rec.features[members[own][0]], symmetry)
-        incoming[slot] = (rec.features[members[own]] * signs[own, None]).mean(axis=0)
+        incoming[slot] = (vectors[members[own]] * signs[own, None]).mean(axis=0)
         outgoing = next_weight[students, :, unit_index[members]] * rec.scales[members, None]
         flipped, bias_shift = outgoing_after_flip(outgoing, signs, symmetry)
         np.add.at(out_weights[:, :, slot], students, flipped)

@@ -12,7 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from expand_and_cluster.activations import Symmetry, get_activation
 from expand_and_cluster.network import MLP
 from expand_and_cluster.settings import check_settings, setting
-from expand_and_cluster.symmetry import angle_deg, neuron_vectors
+from expand_and_cluster.symmetry import angle_deg, masked_neuron_vectors, neuron_vectors
 
 # A teacher neuron counts as recovered when its match is within this angle.
 MATCH_DEG = 10.0
@@ -29,12 +29,29 @@ class LayerComparison:
     assigned_deg: list[float | None]
 
 
-def compare_networks(recovered: MLP, teacher: MLP, x_test: np.ndarray) -> dict:
+def compare_networks(
+    recovered: MLP,
+    teacher: MLP,
+    x_test: np.ndarray,
+    input_mask: np.ndarray | None = None,
+    input_mean: np.ndarray | None = None,
+) -> dict:
     """Per hidden layer: widths, angles between each teacher neuron's ``[w; b]`` and its
     one-to-one match (Hungarian assignment on angles, symmetry-aware), missing and excess
-    neurons; and the RMSE of the recovered network against the teacher on ``x_test``."""
+    neurons; and the RMSE of the recovered network against the teacher on ``x_test``.
+
+    ``first_layer_angle_deg`` is the median and largest angle, over the first layer's
+    teacher neurons, to the recovered neuron each is assigned however large (None when no
+    neuron is assigned). With ``input_mask`` (one bool per input),
+    ``first_layer_angle_deg_masked`` is the same over the masked inputs (a matching of its
+    own: :func:`match_layers` with the mask), else None."""
     layers = match_layers(recovered, teacher)
     rmse = float(np.sqrt(np.mean((recovered(x_test) - teacher(x_test)) ** 2)))
+    masked = None
+    if input_mask is not None and layers:
+        masked = _angle_summary(
+            match_layers(recovered, teacher, input_mask, input_mean)[0].assigned_deg
+        )
     return {
         "widths": recovered.hidden_widths,
         "teacher_widths": teacher.hidden_widths,
@@ -44,19 +61,43 @@ def compare_networks(recovered: MLP, teacher: MLP, x_test: np.ndarray) -> dict:
         "excess": [c.excess for c in layers],
         "rmse": rmse,
         "exact_widths": recovered.hidden_widths == teacher.hidden_widths,
+        "first_layer_angle_deg": _angle_summary(layers[0].assigned_deg) if layers else None,
+        "first_layer_angle_deg_masked": masked,
     }
 
 
-def match_layers(recovered: MLP, teacher: MLP) -> list[LayerComparison]:
+def _angle_summary(angles: list[float | None]) -> dict[str, float] | None:
+    """Median and largest of the angles that are not None; None when none is."""
+    values = [a for a in angles if a is not None]
+    if not values:
+        return None
+    return {"median": float(np.median(values)), "max": float(np.max(values))}
+
+
+def match_layers(
+    recovered: MLP,
+    teacher: MLP,
+    input_mask: np.ndarray | None = None,
+    input_mean: np.ndarray | None = None,
+) -> list[LayerComparison]:
     """Each hidden layer's teacher neurons matched one-to-one to the recovered network's
     within MATCH_DEG. Deeper layers are compared after mapping the recovered network's
     previous-layer neurons onto the teacher's (permutation, sign and scale of the previous
-    match)."""
+    match).
+
+    With ``input_mask`` (one bool per input) the first layer is compared on the masked
+    vectors (:func:`~expand_and_cluster.symmetry.masked_neuron_vectors`, the left-out
+    inputs folded into the bias at ``input_mean``, e.g. the queries' mean; None: zero), and
+    deeper layers through that matching."""
     if recovered.activation != teacher.activation:
         raise ValueError(f"activations differ: {recovered.activation} vs {teacher.activation}")
     if len(recovered.hidden_widths) != len(teacher.hidden_widths):
         raise ValueError("recovered and teacher networks have different numbers of hidden layers")
     symmetry = get_activation(teacher.activation).symmetry
+    if input_mask is not None and np.shape(input_mask) != (teacher.n_inputs,):
+        raise ValueError(
+            f"input mask of {np.size(input_mask)} entries for a teacher of {teacher.n_inputs} inputs"
+        )
     layers: list[LayerComparison] = []
     # column_map: recovered previous-layer unit j ~ factor[j] * teacher unit target[j]
     target = np.arange(teacher.n_inputs)
@@ -76,7 +117,11 @@ def match_layers(recovered: MLP, teacher: MLP) -> list[LayerComparison]:
             mapped_w[:, target[j]] += r_w[:, j] * factor[j]
             if symmetry is Symmetry.ODD_CONSTANT and factor[j] < 0:
                 mapped_b += r_w[:, j]
-        t_vec, r_vec = neuron_vectors(t_w, t_b), neuron_vectors(mapped_w, mapped_b)
+        if input_mask is not None and not layers:
+            t_vec = masked_neuron_vectors(t_w, t_b, input_mask, input_mean)
+            r_vec = masked_neuron_vectors(mapped_w, mapped_b, input_mask, input_mean)
+        else:
+            t_vec, r_vec = neuron_vectors(t_w, t_b), neuron_vectors(mapped_w, mapped_b)
         angles = angle_deg(t_vec[:, None, :], r_vec[None, :, :], symmetry)
         rows, cols = linear_sum_assignment(angles)
         per_teacher: list[float | None] = [None] * len(t_vec)
@@ -221,14 +266,17 @@ def recovery_metrics(
     auto_width_rounds: list[dict] | None = None,
     students: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
     teacher_test_accuracy: float | None = None,
+    input_mask: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The metrics of one recovery (``metrics.json``), from its summary
     (:func:`expand_and_cluster.reconstruct.recovery_summary`), the teacher, the recovered
     network (None when the recovery failed), the students' final losses, the queries and
     fresh held-out inputs; with the students' ``(weights, biases)``, how far each
     student is from holding the teacher (:func:`student_teacher_angles`); a trained
-    teacher's test accuracy is carried into the tables. No clock times: the same results
-    give the same bytes."""
+    teacher's test accuracy is carried into the tables; with the recovery's ``input_mask``
+    (:func:`expand_and_cluster.store.read_input_mask`), the first layer's angles over the
+    masked inputs too (left-out inputs folded into the bias at the queries' mean, as the
+    clustering did). No clock times: the same results give the same bytes."""
     metrics = _shared_metrics(
         summary,
         teacher.hidden_widths,
@@ -242,6 +290,7 @@ def recovery_metrics(
         WEIGHTS_COMPARED,
         source,
         auto_width_rounds,
+        input_mask,
     )
     metrics["student_teacher_angles_deg"] = (
         None if students is None else student_teacher_angles(teacher, *students, student_failed)
@@ -261,10 +310,13 @@ def recovery_metrics(
             recovered_loss=None,
             angle_median_deg=None,
             angle_max_deg=None,
+            first_layer_angle_deg=None,
+            first_layer_angle_deg_masked=None,
             status="failed",
         )
         return metrics
-    comparison = compare_networks(network, teacher, x_test)
+    mean = None if input_mask is None else np.asarray(x, dtype=np.float64).mean(axis=0)
+    comparison = compare_networks(network, teacher, x_test, input_mask, mean)
     angles = [a for layer in comparison["angles_deg"] for a in layer if a is not None]
     metrics.update(
         comparison,
@@ -318,11 +370,13 @@ def blackbox_metrics(
     teacher_widths: list[int] | None = None,
     source: dict[str, Any] | None = None,
     auto_width_rounds: list[dict] | None = None,
+    input_mask: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The metrics of a recovery whose teacher's weights are unknown: the schema of
     :func:`recovery_metrics` with the weight comparison left empty, the held-out RMSE
     (absolute and relative to the outputs' standard deviation), the recovered widths, each
-    neuron's support in the clustering, and status ``unverified`` (or ``failed``)."""
+    neuron's support in the clustering, the size of the ``input_mask`` (when there was
+    one), and status ``unverified`` (or ``failed``)."""
     y_test = np.asarray(y_test, dtype=np.float64).reshape(len(x_test), -1)
     std = float(y_test.std())
     rmse = None if network is None else float(np.sqrt(np.mean((network(x_test) - y_test) ** 2)))
@@ -340,6 +394,7 @@ def blackbox_metrics(
         NO_WEIGHTS,
         source,
         auto_width_rounds,
+        input_mask,
     )
     return {
         **shared,
@@ -359,6 +414,8 @@ def blackbox_metrics(
         else float(np.mean((network(x) - np.asarray(y).reshape(len(x), -1)) ** 2)),
         "angle_median_deg": None,
         "angle_max_deg": None,
+        "first_layer_angle_deg": None,
+        "first_layer_angle_deg_masked": None,
         "status": "failed" if network is None else UNVERIFIED,
     }
 
@@ -376,6 +433,7 @@ def _shared_metrics(
     verification: str,
     source: dict[str, Any] | None,
     auto_width_rounds: list[dict] | None,
+    input_mask: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The keys of ``metrics.json`` that do not depend on whether the teacher's weights
     are known (one schema for the white-box and the black-box metrics)."""
@@ -402,7 +460,18 @@ def _shared_metrics(
         "source": source,
         "auto_width_rounds": auto_width_rounds,
         "linear_terms": linear_terms(summary["diagnostics"]),
+        "input_mask": mask_size(summary["diagnostics"], input_mask),
     }
+
+
+def mask_size(diagnostics: dict | None, input_mask: np.ndarray | None) -> dict[str, Any] | None:
+    """The input mask the first layer was clustered on: its method (from the recovery's
+    diagnostics), how many inputs it kept, of how many; None without a mask."""
+    if input_mask is None:
+        return None
+    method = ((diagnostics or {}).get("input_mask") or {}).get("method")
+    mask = np.asarray(input_mask, dtype=bool)
+    return {"method": method, "kept": int(mask.sum()), "total": int(mask.size)}
 
 
 def linear_terms(diagnostics: dict | None) -> list[dict[str, Any]] | None:

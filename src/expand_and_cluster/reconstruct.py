@@ -28,6 +28,7 @@ from expand_and_cluster.cluster import CUT_RULES, min_students
 from expand_and_cluster.collapse import LayerRecovery, cluster_students_layer, collapse_layer
 from expand_and_cluster.errors import InputError
 from expand_and_cluster.finetune import FinetuneResult, FinetuneSettings
+from expand_and_cluster.masks import MASK_METHODS, input_mask
 from expand_and_cluster.network import MLP
 from expand_and_cluster.prune import fit_output_layer, prune_and_finetune
 from expand_and_cluster.resources import check_memory, estimate_recovery_memory
@@ -86,6 +87,13 @@ class RecoverySettings:
         minimum=0,
         exclusive_maximum=1,
     )
+    input_mask: str = setting(
+        "none",
+        "Inputs left out of the first layer's clustering: none; constant (inputs that do not "
+        "vary over the queries); informative (also those that tell nothing about the outputs) "
+        "(expand_and_cluster.masks).",
+        choices=MASK_METHODS,
+    )
     train: TrainSettings = field(default_factory=TrainSettings)
     retrain: TrainSettings = field(default_factory=_default_retrain)  # deep networks only
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
@@ -122,6 +130,9 @@ class Recovery:
     excluded_students: list[int] = field(default_factory=list)  # failed (NaN/inf) students
     # Why the result may not be trusted (too few queries, narrow students, constant output).
     warnings: list[str] = field(default_factory=list)
+    # The inputs the first layer's clustering compared (expand_and_cluster.masks); None: all.
+    input_mask: np.ndarray | None = None
+    input_mask_method: str = "none"
 
     @property
     def widths(self) -> list[int]:
@@ -164,9 +175,12 @@ class Recovery:
                 f"{len(self.excluded_students)} student(s) failed (loss NaN or inf) and were "
                 f"excluded from clustering: {self.excluded_students}"
             )
+        total = self.network.n_inputs
+        kept = total if self.input_mask is None else int(np.sum(self.input_mask))
         return {
             "warnings": warnings,
             "excluded_students": self.excluded_students,
+            "input_mask": {"method": self.input_mask_method, "kept": kept, "total": total},
             "layers": layers,
             "output_fit_mse": self.output_fit_mse,
             "finetune": {
@@ -238,9 +252,20 @@ def reconstruct(
 ) -> Recovery:
     """The cluster phase on trained students (``weights[l]``: ``(students, out, in)``):
     cluster layer by layer, collapse, fit the output layer, prune and fine-tune. With
-    ``teacher_widths`` (when known), students no wider than the teacher are warned about."""
+    ``teacher_widths`` (when known), students no wider than the teacher are warned about.
+    With ``settings.input_mask`` other than none, the first layer is clustered on the inputs
+    that carry signal in the queries (:func:`expand_and_cluster.masks.input_mask`)."""
     t0 = time.perf_counter()
     x, y = _as_data(x, y)
+    mask = None
+    if settings.input_mask != "none":
+        mask = input_mask(x, settings.input_mask, y, settings.seed)
+        log.info(
+            "input mask %s: %d of %d inputs compared in the first layer",
+            settings.input_mask,
+            int(mask.sum()),
+            len(mask),
+        )
     student_widths = [w.shape[1] for w in weights[:-1]]
     warnings = trust_warnings(x, y, student_widths, teacher_widths)
     act = get_activation(activation)
@@ -272,6 +297,8 @@ def reconstruct(
             settings.gamma,
             settings.beta_deg,
             settings.cut_rule,
+            mask if layer == 0 else None,
+            x.mean(axis=0) if layer == 0 and mask is not None else None,
         )
         log.info(
             "layer %d: %d neurons recovered (%s)", layer + 1, rec.width, rec.clusters.summary()
@@ -310,7 +337,9 @@ def reconstruct(
             )
     seconds = time.perf_counter() - t0
     log.info("recovered hidden widths %s in %.1f s", network.hidden_widths, seconds)
-    return Recovery(network, layers, fit_mse, finetune, seconds, excluded, warnings)
+    return Recovery(
+        network, layers, fit_mse, finetune, seconds, excluded, warnings, mask, settings.input_mask
+    )
 
 
 def trust_warnings(

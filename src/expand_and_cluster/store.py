@@ -7,8 +7,12 @@
   ``loss_history (student, checkpoint)``, ``history_epoch (checkpoint)``; groups ``layer{l}``
   with ``weight (student, out, in)`` and ``bias (student, out)``, chunked by student.
 - Gathered student store: the same with a leading ``seed`` dimension.
-- Recovery store: a network store plus groups ``clusters{l}`` per hidden layer; a failed
-  recovery's store holds only root attrs (``kind="failed_recovery"``, ``reason``).
+- Recovery store: a network store plus groups ``clusters{l}`` per hidden layer (with an
+  input mask, ``clusters0``'s ``features`` are the masked vectors that were clustered), and,
+  when the first layer was clustered on an input mask, a group ``input_mask`` with
+  ``keep (in)`` (bool) and attr ``method`` (added within format version 1: a store without
+  the group is a recovery without a mask); a failed recovery's store holds only root attrs
+  (``kind="failed_recovery"``, ``reason``).
 - Query file (``.npz``, no pickle): ``x`` (samples, inputs), ``y`` (samples, outputs).
 
 Attributes are JSON only. Nothing is ever unpickled. Every reader checks what it reads
@@ -358,6 +362,28 @@ def write_recovery(path: str | Path, recovery: Any, attrs: dict[str, Any] | None
             },
         )
         _write_group(ds, path, f"clusters{layer}", first=False)
+    if recovery.input_mask is not None:
+        mask = xr.Dataset(
+            {"keep": (("in",), np.asarray(recovery.input_mask, dtype=bool))},
+            attrs={"method": recovery.input_mask_method},
+        )
+        _write_group(mask, path, "input_mask", first=False)
+
+
+def read_input_mask(path: str | Path) -> np.ndarray | None:
+    """The input mask a recovery's first layer was clustered on (bool, one per input), or
+    None when it compared every input (no ``input_mask`` group, or a failed recovery)."""
+    path = Path(path)
+    if not (path / "input_mask").is_dir():
+        return None
+    ds = _open(path, "input_mask")
+    keep = _load(ds, "keep", path, "input_mask")
+    if keep.dtype != bool or keep.ndim != 1:
+        raise InputError(
+            f"store {path} (group input_mask): keep is {keep.dtype} of shape {keep.shape}, "
+            "expected one bool per input: the store is damaged"
+        )
+    return keep
 
 
 def write_failed_recovery(path: str | Path, reason: str) -> None:

@@ -23,6 +23,26 @@ def neuron_vectors(weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return np.concatenate([weight, bias[..., None]], axis=-1)
 
 
+def masked_neuron_vectors(
+    weight: np.ndarray, bias: np.ndarray, mask: np.ndarray, mean: np.ndarray | None = None
+) -> np.ndarray:
+    """Rows ``[w[mask]; b + w[~mask] . mean[~mask]]``: the part of ``[w; b]`` the data
+    determine when only the inputs in ``mask`` vary. A weight on an input left out
+    (:mod:`expand_and_cluster.masks`) is not determined, only its product with the input's
+    value is, and the bias absorbs that: folding the left-out inputs at their ``mean`` over
+    the queries gives the bias a neuron has on them (exact for constant inputs; ``mean``
+    None: zero, the bias alone). Shapes as :func:`neuron_vectors`."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (weight.shape[-1],):
+        raise ValueError(f"input mask of shape {mask.shape} for weights of shape {weight.shape}")
+    folded = bias
+    if mean is not None and not mask.all():
+        folded = bias + weight[..., ~mask] @ np.asarray(mean, dtype=np.float64)[~mask]
+    # C order as neuron_vectors gives (boolean indexing of the last axis may not), so that
+    # norms sum in the same order and a mask that keeps every input changes no bit.
+    return np.ascontiguousarray(np.concatenate([weight[..., mask], folded[..., None]], axis=-1))
+
+
 def canonicalise_neurons(vectors: np.ndarray, symmetry: Symmetry) -> tuple[np.ndarray, np.ndarray]:
     """Remove the scale symmetry: returns ``(canonical vectors, scales)`` with
     ``vectors = scales[:, None] * canonical``. Scales are 1 unless the class has positive

@@ -8,6 +8,7 @@ from expand_and_cluster.data import heldout_inputs
 from expand_and_cluster.evaluate import EvaluationSettings, recovery_metrics
 from expand_and_cluster.store import (
     network_attrs,
+    read_input_mask,
     read_json,
     read_network,
     read_queries,
@@ -47,6 +48,7 @@ def main(
         EvaluationSettings(**settings),
         students=(students.weights, students.biases),
         teacher_test_accuracy=network_attrs(teacher_store).get("test_accuracy"),
+        input_mask=None if network is None else read_input_mask(store),
     )
     if network is None:
         log.info("recovery failed: %s", summary["reason"])
