@@ -398,11 +398,14 @@ def test_recover_takes_a_torch_module():
 
 
 def test_white_box_and_black_box_metrics_share_one_schema():
-    from expand_and_cluster.evaluate import EvaluationSettings, blackbox_metrics, recovery_metrics
+    from expand_and_cluster.evaluate import (
+        LABEL_KEYS,
+        EvaluationSettings,
+        blackbox_metrics,
+        recovery_metrics,
+    )
 
-    labels = dict.fromkeys(
-        ["teacher", "kind", "activation", "sizes", "expansion", "expansion_id", "recovery_id", "gamma", "beta_deg"]
-    )  # fmt: skip
+    labels = dict.fromkeys(LABEL_KEYS)
     summary = {**labels, "n_students": 2, "status": "ok", "reason": None, "diagnostics": None}
     x = np.random.default_rng(0).normal(size=(20, 4))
     args = (np.ones(2), np.zeros(2), [12], x, TEACHER(x), x)

@@ -159,8 +159,9 @@ def trained_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
         if m["kind"] == "synthetic":
             continue
         # Angles to the assigned neuron however large, so that a poor match shows its size.
-        first = [a for a in (m.get("assigned_angles_deg") or [[]])[0] if a is not None]
-        masked = m.get("first_layer_masked") or {}
+        first = m.get("first_layer_angle_deg") or {}
+        masked = m.get("first_layer_angle_deg_masked") or {}
+        mask = m.get("input_mask")
         losses = [v for v in m["student_loss"] if v is not None]
         widths = m["widths"]
         rows.append(
@@ -179,13 +180,11 @@ def trained_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
                     f"{100 * (w - t) / t:+.1f}"
                     for w, t in zip(widths, m["teacher_widths"], strict=True)
                 ),
-                "first_layer_angle_median_deg": _number(
-                    float(np.median(first)) if first else None, 2
-                ),
-                "first_layer_angle_max_deg": _number(max(first) if first else None, 2),
-                "masked_angle_median_deg": _number(masked.get("median_deg"), 2),
-                "masked_angle_max_deg": _number(masked.get("max_deg"), 2),
-                "mask_kept": f"{masked['kept']}/{masked['total']}" if masked else "",
+                "first_layer_angle_median_deg": _number(first.get("median"), 2),
+                "first_layer_angle_max_deg": _number(first.get("max"), 2),
+                "masked_angle_median_deg": _number(masked.get("median"), 2),
+                "masked_angle_max_deg": _number(masked.get("max"), 2),
+                "mask_kept": f"{mask['kept']}/{mask['total']}" if mask else "",
                 "student_rmse_median": _number(
                     float(np.sqrt(statistics.median(losses))) if losses else None
                 ),
