@@ -204,3 +204,52 @@ def test_real_mnist_subset_teacher_images():
     assert np.bincount(np.concatenate([y, y_test])).tolist() == [500] * 10
     # MNIST's normalisation gives about zero mean and unit spread on its images.
     assert abs(x.mean()) < 0.1 and 0.8 < x.std() < 1.1
+
+
+def trained_metrics(network, teacher, expansion, mask=None):
+    """recovery_metrics of ``network`` against ``teacher`` labelled as an MNIST recovery."""
+    from expand_and_cluster.evaluate import EvaluationSettings, recovery_labels, recovery_metrics
+
+    labels = recovery_labels(
+        "mnist-tanh-3-train-s0", "mnist", "tanh", teacher.widths, expansion, 0.5, 60, "train"
+    )
+    summary = {**labels, "n_students": 2, "status": "ok", "reason": None, "diagnostics": None}
+    x = np.random.default_rng(0).normal(size=(200, 6))
+    return recovery_metrics(
+        summary, teacher, network, np.array([1e-4, 4e-4]), np.zeros(2), [12], x, teacher(x), x,
+        EvaluationSettings(), teacher_test_accuracy=0.91, input_mask=mask,
+    )  # fmt: skip
+
+
+def test_trained_table_reports_overhead_angles_and_rmse():
+    from expand_and_cluster.figures import trained_teachers_figure
+    from expand_and_cluster.network import MLP
+    from expand_and_cluster.tables import trained_rows
+    from expand_and_cluster.teachers import synthetic_teacher
+
+    teacher = synthetic_teacher("6,3,2", "tanh", 0)
+    # One excess neuron with no outgoing weight: the function is the teacher's.
+    w, b = teacher.weights, teacher.biases
+    extra = MLP(
+        [np.vstack([w[0], np.ones((1, 6))]), np.hstack([w[1], np.zeros((2, 1))])],
+        [np.append(b[0], 0.0), b[1]],
+        "tanh",
+    )
+    mask = np.array([True] * 4 + [False] * 2)
+    rows = trained_rows(
+        [trained_metrics(teacher, teacher, 1), trained_metrics(extra, teacher, 4, mask)]
+    )
+    exact, wider = rows
+    assert exact["dataset"] == "mnist" and exact["queries"] == "train"
+    assert exact["overhead_pct"] == "+0.0" and exact["status"] == "exact"
+    assert float(exact["first_layer_angle_max_deg"]) < 1e-6
+    assert exact["masked_angle_median_deg"] == "" and exact["mask_kept"] == ""
+    assert exact["student_rmse_median"] == "0.0158"  # sqrt of the median loss 2.5e-4
+    assert exact["recovered_rmse"] == "0" and exact["teacher_test_accuracy"] == "0.91"
+    assert wider["recovered_widths"] == "4" and wider["overhead_pct"] == "+33.3"
+    assert wider["mask_kept"] == "4/6" and float(wider["masked_angle_max_deg"]) < 1e-6
+    assert wider["status"] == "inexact"
+    synthetic = {**trained_metrics(teacher, teacher, 1), "kind": "synthetic"}
+    assert trained_rows([synthetic]) == []
+    fig = trained_teachers_figure([trained_metrics(teacher, teacher, 1)])
+    assert len(fig.axes) == 2

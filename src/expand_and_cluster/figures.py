@@ -530,19 +530,26 @@ def trained_teachers_figure(metrics: list[dict[str, Any]]) -> Figure:
     for row, teacher in enumerate(teachers):
         ms = sorted(by_teacher[teacher], key=lambda m: float(m["expansion"]))
         for j, m in enumerate(ms):
-            rmse = np.sqrt([v for v in m["student_loss"] if v is not None])
+            rmse = np.sqrt(np.maximum([v for v in m["student_loss"] if v is not None], 1e-24))
             colour = f"C{expansions.index(float(m['expansion']))}"
             left.scatter(rmse, np.full(len(rmse), row + 0.12 * j), s=10, color=colour, alpha=0.7)
         widest = ms[-1]
         label = f"{teacher}  {_widths_label(widest)}"
         if widest.get("recovered_loss") is not None:
-            left.scatter(np.sqrt(widest["recovered_loss"]), row, marker="*", s=90, color="k")
+            recovered = np.sqrt(max(widest["recovered_loss"], 1e-24))  # log axis: no zero
+            left.scatter(recovered, row, marker="*", s=90, color="k")
         left.text(1.02, row, label, transform=left.get_yaxis_transform(), fontsize=7, va="center")
         medians = _layer_medians(widest)
         for layer, (t, a) in enumerate(zip(widest["teacher_widths"], medians, strict=True)):
             if widest["widths"] is not None and a is not None:
                 ratio = widest["widths"][layer] / t
-                right.scatter(a, ratio, marker=f"${layer + 1}$", s=40, color=f"C{row % 10}")
+                right.scatter(
+                    max(a, ANGLE_FLOOR_DEG),
+                    ratio,
+                    marker=f"${layer + 1}$",
+                    s=40,
+                    color=f"C{row % 10}",
+                )
     left.set_xscale("log")
     left.set_yticks(range(len(teachers)))
     left.set_yticklabels([])
