@@ -206,8 +206,9 @@ def test_real_mnist_subset_teacher_images():
     assert abs(x.mean()) < 0.1 and 0.8 < x.std() < 1.1
 
 
-def trained_metrics(network, teacher, expansion, mask=None):
-    """recovery_metrics of ``network`` against ``teacher`` labelled as an MNIST recovery."""
+def trained_metrics(network, teacher, expansion, mask=None, silent=()):
+    """recovery_metrics of ``network`` against ``teacher`` labelled as an MNIST recovery,
+    on queries whose ``silent`` inputs are always 0 (an MNIST border pixel)."""
     from expand_and_cluster.evaluate import EvaluationSettings, recovery_labels, recovery_metrics
 
     labels = recovery_labels(
@@ -215,6 +216,7 @@ def trained_metrics(network, teacher, expansion, mask=None):
     )
     summary = {**labels, "n_students": 2, "status": "ok", "reason": None, "diagnostics": None}
     x = np.random.default_rng(0).normal(size=(200, 6))
+    x[:, list(silent)] = 0.0
     return recovery_metrics(
         summary, teacher, network, np.array([1e-4, 4e-4]), np.zeros(2), [12], x, teacher(x), x,
         EvaluationSettings(), teacher_test_accuracy=0.91, input_mask=mask,
@@ -253,3 +255,20 @@ def test_trained_table_reports_overhead_angles_and_rmse():
     assert trained_rows([synthetic]) == []
     fig = trained_teachers_figure([trained_metrics(teacher, teacher, 1)])
     assert len(fig.axes) == 2
+
+
+def test_with_a_mask_weights_on_silent_inputs_do_not_decide_the_status():
+    from expand_and_cluster.network import MLP
+    from expand_and_cluster.teachers import synthetic_teacher
+
+    teacher = synthetic_teacher("6,3,2", "tanh", 0)
+    w = [v.copy() for v in teacher.weights]
+    w[0][:, 4:] += 3.0  # inputs 4 and 5 are always 0: the queries cannot see these weights
+    recovered = MLP(w, teacher.biases, "tanh")
+    mask = np.array([True] * 4 + [False] * 2)
+    with_mask = trained_metrics(recovered, teacher, 4, mask, silent=(4, 5))
+    assert with_mask["status"] == "exact" and with_mask["missing"] == [0]
+    assert with_mask["first_layer_angle_deg_masked"]["max"] < 1e-4  # float64 arccos near 1
+    assert with_mask["first_layer_angle_deg"]["median"] > 10  # over every input
+    without = trained_metrics(recovered, teacher, 4, silent=(4, 5))
+    assert without["status"] == "inexact"

@@ -40,18 +40,19 @@ def compare_networks(
     one-to-one match (Hungarian assignment on angles, symmetry-aware), missing and excess
     neurons; and the RMSE of the recovered network against the teacher on ``x_test``.
 
-    ``first_layer_angle_deg`` is the median and largest angle, over the first layer's
-    teacher neurons, to the recovered neuron each is assigned however large (None when no
-    neuron is assigned). With ``input_mask`` (one bool per input),
-    ``first_layer_angle_deg_masked`` is the same over the masked inputs (a matching of its
-    own: :func:`match_layers` with the mask), else None."""
-    layers = match_layers(recovered, teacher)
+    With ``input_mask`` (one bool per input, the recovery's), neurons are matched over the
+    masked inputs (:func:`match_layers` with the mask): weights on the inputs it leaves out
+    are not determined by the queries, so no method could recover them and they do not
+    decide a recovery's status. ``first_layer_angle_deg`` is the median and largest angle,
+    over the first layer's teacher neurons, to the recovered neuron each is assigned however
+    large, over every input (None when no neuron is assigned);
+    ``first_layer_angle_deg_masked`` is the same over the masked inputs (None without a
+    mask)."""
+    unmasked = match_layers(recovered, teacher)
+    layers = unmasked
+    if input_mask is not None:
+        layers = match_layers(recovered, teacher, input_mask, input_mean)
     rmse = float(np.sqrt(np.mean((recovered(x_test) - teacher(x_test)) ** 2)))
-    masked = None
-    if input_mask is not None and layers:
-        masked = _angle_summary(
-            match_layers(recovered, teacher, input_mask, input_mean)[0].assigned_deg
-        )
     return {
         "widths": recovered.hidden_widths,
         "teacher_widths": teacher.hidden_widths,
@@ -61,8 +62,10 @@ def compare_networks(
         "excess": [c.excess for c in layers],
         "rmse": rmse,
         "exact_widths": recovered.hidden_widths == teacher.hidden_widths,
-        "first_layer_angle_deg": _angle_summary(layers[0].assigned_deg) if layers else None,
-        "first_layer_angle_deg_masked": masked,
+        "first_layer_angle_deg": _angle_summary(unmasked[0].assigned_deg) if unmasked else None,
+        "first_layer_angle_deg_masked": None
+        if input_mask is None or not layers
+        else _angle_summary(layers[0].assigned_deg),
     }
 
 
