@@ -511,11 +511,12 @@ def ease_figure(metrics: list[dict[str, Any]]) -> Figure:
 
 
 def trained_teachers_figure(metrics: list[dict[str, Any]]) -> Figure:
-    """Teachers trained on a data set (the paper's MNIST summary). Left: per teacher and
-    query design, each expansion's students' RMSE on the queries (dots) and the RMSE of the
-    network recovered from the widest students (star), labelled teacher / recovered /
-    student widths. Right: per hidden layer, recovered width over the teacher's (1 is
-    exact) against the median angle of the teacher's neurons to their matches."""
+    """Teachers trained on a data set (the paper's MNIST summary), one row per teacher and
+    query design, labelled teacher / recovered / student widths per hidden layer. Left: each
+    expansion's students' RMSE on the queries (dots) and the RMSE of the network recovered
+    from the widest students (star). Right: the median angle of each hidden layer's teacher
+    neurons to their recovered neurons (the digit is the layer; over the input mask's inputs
+    when the recovery had one), against the exact-recovery angle."""
     first_setting = sorted({m["recovery_id"] for m in metrics})[:1]
     trained = [m for m in metrics if m["kind"] != "synthetic" and m["recovery_id"] in first_setting]
     if not trained:
@@ -523,10 +524,11 @@ def trained_teachers_figure(metrics: list[dict[str, Any]]) -> Figure:
     by_teacher: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for m in trained:
         by_teacher[m["teacher"]].append(m)
-    teachers = sorted(by_teacher)
-    fig = Figure(figsize=(11, 0.45 * len(teachers) + 2.5))
-    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    teachers = sorted(by_teacher, reverse=True)  # the first teacher on top
+    fig = Figure(figsize=(12, 0.4 * len(teachers) + 2))
+    left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
     expansions = sorted({float(m["expansion"]) for m in trained})
+    labels = []
     for row, teacher in enumerate(teachers):
         ms = sorted(by_teacher[teacher], key=lambda m: float(m["expansion"]))
         for j, m in enumerate(ms):
@@ -534,25 +536,18 @@ def trained_teachers_figure(metrics: list[dict[str, Any]]) -> Figure:
             colour = f"C{expansions.index(float(m['expansion']))}"
             left.scatter(rmse, np.full(len(rmse), row + 0.12 * j), s=10, color=colour, alpha=0.7)
         widest = ms[-1]
-        label = f"{teacher}  {_widths_label(widest)}"
+        labels.append(f"{teacher}  {_widths_label(widest)}")
         if widest.get("recovered_loss") is not None:
             recovered = np.sqrt(max(widest["recovered_loss"], 1e-24))  # log axis: no zero
             left.scatter(recovered, row, marker="*", s=90, color="k")
-        left.text(1.02, row, label, transform=left.get_yaxis_transform(), fontsize=7, va="center")
-        medians = _layer_medians(widest)
-        for layer, (t, a) in enumerate(zip(widest["teacher_widths"], medians, strict=True)):
-            if widest["widths"] is not None and a is not None:
-                ratio = widest["widths"][layer] / t
+        for layer, angle in enumerate(_layer_medians(widest)):
+            if angle is not None:
                 right.scatter(
-                    max(a, ANGLE_FLOOR_DEG),
-                    ratio,
-                    marker=f"${layer + 1}$",
-                    s=40,
-                    color=f"C{row % 10}",
+                    max(angle, ANGLE_FLOOR_DEG), row, marker=f"${layer + 1}$", s=50, color="k"
                 )
     left.set_xscale("log")
     left.set_yticks(range(len(teachers)))
-    left.set_yticklabels([])
+    left.set_yticklabels(labels, fontsize=7)
     left.set_xlabel("RMSE on the queries")
     left.legend(
         handles=[
@@ -561,13 +556,14 @@ def trained_teachers_figure(metrics: list[dict[str, Any]]) -> Figure:
         ]
         + [Line2D([], [], marker="*", linestyle="", color="k", label="recovered")],
         fontsize=7,
-        loc="lower left",
     )
-    left.set_title("teacher / recovered / student widths", fontsize=9, loc="right")
-    right.axhline(1.0, color="0.6", linewidth=0.8)
+    left.set_title("teacher / recovered / student widths per hidden layer", fontsize=9)
+    exact = trained[0]["exact_angle_deg"]
+    right.axvline(exact, color="0.6", linewidth=0.8, label=f"exact ({exact:g} deg)")
     right.set_xscale("log")
-    right.set_xlabel("median angle to teacher neurons (deg), digit = hidden layer")
-    right.set_ylabel("recovered width / teacher width")
+    right.set_xlabel("median angle to the teacher's neurons (deg)")
+    right.set_title("digit = hidden layer", fontsize=9)
+    right.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
