@@ -20,6 +20,7 @@ from expand_and_cluster.data import (
     query_inputs,
     teacher_images,
 )
+from expand_and_cluster.datasets import flatten
 from expand_and_cluster.errors import InputError
 from expand_and_cluster.teachers import classification_accuracy, train_teacher
 
@@ -122,6 +123,8 @@ def test_teacher_images_hold_out_a_seeded_test_share_and_normalise(tmp_path):
     assert sorted(np.concatenate([y, y_test]).tolist()) == sorted(labels.tolist())
     again = teacher_images(source)
     np.testing.assert_array_equal(x, again[0])
+    everything = teacher_images(source_for(tmp_path / "mnist", test_fraction=0))
+    assert everything[0].shape == (60, 1, 28, 28) and flatten(everything[2]).shape == (0, 784)
     subset = teacher_images(source_for(tmp_path / "mnist", test_fraction=0.25, n_train=10))
     assert subset[0].shape == (10, 1, 28, 28)
     with pytest.raises(InputError, match="n_train 100 but only 45"):

@@ -578,8 +578,9 @@ def downsample(images: np.ndarray, factor: int) -> np.ndarray:
 
 
 def flatten(images: np.ndarray) -> np.ndarray:
-    """(n, c, h, w) -> (n, c*h*w), one input vector per image (channel-major)."""
-    return images.reshape(len(images), -1)
+    """(n, c, h, w) -> (n, c*h*w), one input vector per image (channel-major); n may be 0
+    (a teacher trained on every image has no test images)."""
+    return images.reshape(len(images), int(np.prod(images.shape[1:])))
 
 
 def holdout_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
