@@ -136,7 +136,7 @@ def test_config_files_are_complete_and_valid(tmp_path):
     """Every shipped config spells out every section (a --configfile is merged over
     config.yaml, so a missing section would silently come from the default study)."""
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
-    for name in ("config.yaml", "test.yaml", "paper.yaml", "suite.yaml"):
+    for name in ("config.yaml", "test.yaml", "paper.yaml", "suite.yaml", "mnist.yaml"):
         data = yaml.safe_load((REPO / "config" / name).read_text())
         assert set(data) == set(schema["properties"]), name
 
@@ -150,8 +150,12 @@ def test_paper_config_builds_its_dag(tmp_path):
     )
     counts = job_counts(result.stdout + result.stderr)
     assert counts["synthetic_teacher"] == 150
-    assert counts["train_students"] == 150 * 4 * 4
-    assert counts["recover"] == counts["evaluate"] == counts["recovery_figures"] == 600
+    # The MNIST experiments: 10 teachers (and query designs) at expansions 1/2/4/8, the deep
+    # teacher at expansion 3 only; 4 training jobs (seeds) per expansion.
+    assert counts["trained_teacher"] == 11
+    assert counts["train_students"] == 150 * 4 * 4 + (10 * 4 + 1) * 4
+    recoveries = 150 * 4 + 10 * 4 + 1
+    assert counts["recover"] == counts["evaluate"] == counts["recovery_figures"] == recoveries
     assert counts["tables"] == 1
 
 

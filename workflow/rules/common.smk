@@ -313,10 +313,11 @@ DATASETS_USED = sorted(
 )
 # Every expansion of the study (a trained teacher group may set its own), by id; one
 # teacher's are teacher_expansions(teacher).
+unique_ids(config["students"]["expansions"], expansion_id, "students.expansions")
 EXPANSIONS = unique_ids(
     list(dict.fromkeys(e for spec in TEACHERS.values() for e in spec["expansions"])),
     expansion_id,
-    "students.expansions / teachers.trained.expansions",
+    "teachers.trained.expansions (with students.expansions)",
 )
 # Synthetic teachers all have students.expansions (one job per teacher lists its outputs
 # from these).
