@@ -1,8 +1,8 @@
 """Query inputs: synthetic input distributions, the images of trained teachers, and the
 query design (which inputs the students are trained on, which fresh inputs evaluate them).
 
-A query design is a dict made by :func:`query_design`: ``distribution`` (one of
-QUERY_DESIGNS), ``n`` (number of queries), ``seed``, and for image designs the teacher's
+A query design is a dict made by :func:`query_design`: ``distribution`` (gaussian,
+uniform, train, images, composition or noise), ``n`` (number of queries), ``seed``, and for image designs the teacher's
 ``source`` (an :class:`ImageSource` as a dict) and the design's own arguments."""
 
 from __future__ import annotations
@@ -80,11 +80,6 @@ NORMALISATION = {
     "fashion_mnist": ((0.5,), (0.5,)),
     "cifar10": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
-
-# Query designs: synthetic inputs, the teacher's own training images, another data set's
-# images (out-of-distribution probing), and the two augmentations of expand_and_cluster.augment.
-QUERY_DESIGNS = ("gaussian", "uniform", "train", "images", "composition", "noise")
-
 
 @dataclass(frozen=True)
 class ImageSource:

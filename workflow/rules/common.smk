@@ -313,15 +313,16 @@ DATASETS_USED = sorted(
 )
 # Every expansion of the study (a trained teacher group may set its own), by id; one
 # teacher's are teacher_expansions(teacher).
-unique_ids(config["students"]["expansions"], expansion_id, "students.expansions")
+# Synthetic teachers all have students.expansions (one job per teacher lists its outputs
+# from these).
+SYNTHETIC_EXPANSIONS = list(
+    unique_ids(config["students"]["expansions"], expansion_id, "students.expansions")
+)
 EXPANSIONS = unique_ids(
     list(dict.fromkeys(e for spec in TEACHERS.values() for e in spec["expansions"])),
     expansion_id,
     "teachers.trained.expansions (with students.expansions)",
 )
-# Synthetic teachers all have students.expansions (one job per teacher lists its outputs
-# from these).
-SYNTHETIC_EXPANSIONS = [expansion_id(e) for e in config["students"]["expansions"]]
 SEEDS = list(config["students"]["seeds"])
 RECOVERIES = {
     rid: {"gamma": g, "beta_deg": b}
