@@ -317,8 +317,18 @@ def _recover(args: argparse.Namespace) -> None:
     print(
         f"recovered hidden widths {metrics['widths']} (teacher "
         f"{metrics['teacher_widths'] or 'unknown'}): {metrics['status']}, RMSE {rmse}, "
-        f"{seconds:.0f} s; results in {out}"
+        f"{seconds:.0f} s; {_flag_line(summary)}; results in {out}"
     )
+
+
+def _flag_line(summary: dict) -> str:
+    """How many recovered neurons raise a confidence flag, and which flags."""
+    flags = (summary.get("diagnostics") or {}).get("flags")
+    if not flags:
+        return "no neuron confidence"
+    raised = ", ".join(f"{k} {v}" for k, v in flags.items() if k not in ("any", "neurons") and v)
+    detail = f" ({raised}; per neuron in metrics.json, neuron_confidence)" if raised else ""
+    return f"{flags['any']} of {flags['neurons']} recovered neurons flagged{detail}"
 
 
 def _check_out(out: Path) -> Path:

@@ -77,6 +77,15 @@ class MLP:
     def n_outputs(self) -> int:
         return self.widths[-1]
 
+    def without_neurons(self, layer: int, neurons: list[int] | np.ndarray) -> MLP:
+        """The network without hidden ``layer``'s ``neurons`` (their incoming weights, bias
+        and outgoing weights removed; nothing refitted)."""
+        weights, biases = list(self.weights), list(self.biases)
+        weights[layer] = np.delete(weights[layer], neurons, axis=0)
+        biases[layer] = np.delete(biases[layer], neurons)
+        weights[layer + 1] = np.delete(weights[layer + 1], neurons, axis=1)
+        return MLP(weights, biases, self.activation, self.skip_weight)
+
     def hidden_activations(self, x: np.ndarray) -> list[np.ndarray]:
         """The post-activation outputs of every hidden layer on inputs ``x`` (samples, in)."""
         f = get_activation(self.activation).numpy

@@ -26,11 +26,19 @@ import torch
 from expand_and_cluster.activations import get_activation, linear_slope
 from expand_and_cluster.cluster import CUT_RULES, min_students
 from expand_and_cluster.collapse import LayerRecovery, cluster_students_layer, collapse_layer
+from expand_and_cluster.confidence import flag_summary, neuron_confidence
 from expand_and_cluster.errors import InputError
 from expand_and_cluster.finetune import FinetuneResult, FinetuneSettings
 from expand_and_cluster.masks import MASK_METHODS, input_mask
 from expand_and_cluster.network import MLP
-from expand_and_cluster.prune import fit_output_layer, prune_and_finetune
+from expand_and_cluster.prune import (
+    NOISE_FLOOR_FACTOR,
+    PRUNING_RULES,
+    fit_output_layer,
+    noise_floor,
+    prune_to_threshold,
+    pruning_threshold,
+)
 from expand_and_cluster.resources import check_memory, estimate_recovery_memory
 from expand_and_cluster.settings import check_settings, setting
 from expand_and_cluster.students import (
@@ -83,9 +91,26 @@ class RecoverySettings:
     )
     min_explained_variance: float = setting(
         1e-4,
-        "A neuron is pruned when the others explain all but this fraction without it.",
+        "A neuron is pruned when the others explain all but this fraction of the outputs' "
+        "variance without it (with pruning noise_floor: at most this fraction).",
         minimum=0,
         exclusive_maximum=1,
+    )
+    pruning: str = setting(
+        "noise_floor",
+        "How low the pruning threshold may go: noise_floor (prune at min_explained_variance; "
+        "when the fine-tuned network then leaves more than "
+        f"{NOISE_FLOOR_FACTOR:g} times the outputs' noise floor (estimated from the students' "
+        "residuals) unexplained, prune again at that level, so that a small real neuron "
+        "survives outputs the students fit well) or fixed (min_explained_variance only) "
+        "(expand_and_cluster.prune.prune_to_threshold).",
+        choices=PRUNING_RULES,
+    )
+    confidence_resamples: int = setting(
+        20,
+        "Bootstrap resamples of the students that measure each recovered neuron's stability "
+        "(0: not measured) (expand_and_cluster.confidence).",
+        minimum=0,
     )
     input_mask: str = setting(
         "none",
@@ -133,6 +158,11 @@ class Recovery:
     # The inputs the first layer's clustering compared (expand_and_cluster.masks); None: all.
     input_mask: np.ndarray | None = None
     input_mask_method: str = "none"
+    # The outputs' noise floor and the pruning threshold it set (fractions of the variance).
+    noise: dict[str, Any] = field(default_factory=dict)
+    # Per hidden layer, per recovered neuron: support, spread, stability, contribution and
+    # flags (expand_and_cluster.confidence.neuron_confidence).
+    confidence: list[list[dict[str, Any]]] | None = None
 
     @property
     def widths(self) -> list[int]:
@@ -167,6 +197,7 @@ class Recovery:
                     "linear_dropped_by_collapse": rec.linear_dropped_by_collapse,
                     "linear_dropped_by_pruning": rec.linear_dropped_by_pruning,
                     "linear_absorbed_by_skip": rec.linear_absorbed_by_skip,
+                    "neurons": None if self.confidence is None else self.confidence[len(layers)],
                 }
             )
         warnings = list(self.warnings)
@@ -181,6 +212,8 @@ class Recovery:
             "warnings": warnings,
             "excluded_students": self.excluded_students,
             "input_mask": {"method": self.input_mask_method, "kept": kept, "total": total},
+            "noise": self.noise,
+            "flags": flag_summary(self.confidence),
             "layers": layers,
             "output_fit_mse": self.output_fit_mse,
             "finetune": {
@@ -320,8 +353,10 @@ def reconstruct(
     hidden_b = [b[0] for b in biases[:n_hidden]]
     network, fit_mse = fit_output_layer(hidden_w, hidden_b, activation, x, y)
     log.info("output layer fitted by least squares: MSE %.3e", fit_mse)
-    network, finetune, pruned, linear = prune_and_finetune(
-        network, x, y, settings.min_explained_variance, settings.finetune
+    floor = noise_floor(y, losses[healthy])
+    threshold = pruning_threshold(floor, settings.pruning, settings.min_explained_variance)
+    (network, finetune, pruned, linear), used = prune_to_threshold(
+        network, x, y, settings.min_explained_variance, threshold, settings.finetune
     )
     for rec, explained in zip(layers[:-1], linear[:-1], strict=True):
         rec.linear_dropped_by_pruning = explained
@@ -335,10 +370,38 @@ def reconstruct(
                 len(removed),
                 removed,
             )
+    confidence = neuron_confidence(
+        layers,
+        network,
+        x,
+        y,
+        n_total,
+        len(healthy),
+        act.symmetry,
+        {"gamma": settings.gamma, "beta_deg": settings.beta_deg, "cut_rule": settings.cut_rule},
+        settings.confidence_resamples,
+        floor,
+        settings.seed,
+    )
     seconds = time.perf_counter() - t0
     log.info("recovered hidden widths %s in %.1f s", network.hidden_widths, seconds)
     return Recovery(
-        network, layers, fit_mse, finetune, seconds, excluded, warnings, mask, settings.input_mask
+        network,
+        layers,
+        fit_mse,
+        finetune,
+        seconds,
+        excluded,
+        warnings,
+        mask,
+        settings.input_mask,
+        {
+            "floor": floor,
+            "pruning": settings.pruning,
+            "pruning_threshold": threshold,
+            "pruning_threshold_used": used,
+        },
+        confidence,
     )
 
 

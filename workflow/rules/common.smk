@@ -282,7 +282,17 @@ def recovery_options(gamma, beta_deg):
     return {
         "gamma": gamma,
         "beta_deg": beta_deg,
-        **{key: rec[key] for key in ("cut_rule", "seed", "min_explained_variance", "input_mask")},
+        **{
+            key: rec[key]
+            for key in (
+                "cut_rule",
+                "seed",
+                "min_explained_variance",
+                "pruning",
+                "confidence_resamples",
+                "input_mask",
+            )
+        },
         **{key: rec[key] for key in ("retrain", "finetune")},
     }
 
