@@ -81,6 +81,7 @@ NORMALISATION = {
     "cifar10": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 
+
 @dataclass(frozen=True)
 class ImageSource:
     """A trained teacher's images: which data set and where its files are, how they are

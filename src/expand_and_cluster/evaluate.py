@@ -11,6 +11,7 @@ from scipy.optimize import linear_sum_assignment
 
 from expand_and_cluster.activations import Symmetry, get_activation
 from expand_and_cluster.network import MLP
+from expand_and_cluster.prune import NOISE_FLOOR_FACTOR, neuron_contributions
 from expand_and_cluster.settings import check_settings, setting
 from expand_and_cluster.symmetry import angle_deg, masked_neuron_vectors, neuron_vectors
 
@@ -27,6 +28,8 @@ class LayerComparison:
     excess: int  # recovered neurons that match no teacher neuron
     # Per teacher neuron, the angle to its assigned neuron however large (None: unassigned).
     assigned_deg: list[float | None]
+    # Per recovered neuron, the teacher neuron it matches within MATCH_DEG (None: excess).
+    teacher_of: list[int | None]
 
 
 def compare_networks(
@@ -60,6 +63,7 @@ def compare_networks(
         "assigned_angles_deg": [c.assigned_deg for c in layers],
         "missing": [c.missing for c in layers],
         "excess": [c.excess for c in layers],
+        "teacher_of": [c.teacher_of for c in layers],
         "rmse": rmse,
         "exact_widths": recovered.hidden_widths == teacher.hidden_widths,
         "first_layer_angle_deg": _angle_summary(unmasked[0].assigned_deg) if unmasked else None,
@@ -153,6 +157,7 @@ def match_layers(
                 len(t_vec) - matched,
                 len(r_vec) - matched,
                 assigned,
+                [None if t < 0 else int(t) for t in next_target],
             )
         )
         target, factor = next_target, next_factor
@@ -242,6 +247,33 @@ def recovery_labels(
     }
 
 
+def silent_neurons(
+    teacher: MLP, x: np.ndarray, output_error: float
+) -> tuple[list[list[int]], list[list[float]]]:
+    """Per hidden layer, the teacher's silent neurons and every neuron's contribution on
+    inputs ``x`` (:func:`expand_and_cluster.prune.neuron_contributions` with the teacher's
+    own outputs). A neuron is silent when it contributes less than NOISE_FLOOR_FACTOR
+    times the outputs' noise floor: ``output_error``, the fraction of the output variance
+    by which the outputs the students saw differ from the teacher's (0 for exact outputs),
+    or the refits' own float64 residual when that is larger. No method can identify a
+    silent neuron from these outputs (one with outgoing weights 0 is the extreme case), so
+    it is reported apart from a missed one."""
+    contributions, residual = neuron_contributions(teacher, x, teacher(x))
+    floor = NOISE_FLOOR_FACTOR * max(output_error, residual)
+    return (
+        [np.flatnonzero(c < floor).tolist() for c in contributions],
+        [c.tolist() for c in contributions],
+    )
+
+
+def functional_teacher(teacher: MLP, silent: list[list[int]]) -> MLP:
+    """The teacher without its silent neurons: what its outputs can tell."""
+    for layer, neurons in enumerate(silent):
+        if neurons and len(neurons) < teacher.hidden_widths[layer]:
+            teacher = teacher.without_neurons(layer, neurons)
+    return teacher
+
+
 def recovery_status(comparison: dict, exact_angle_deg: float) -> str:
     """exact: the teacher's widths and every teacher neuron within ``exact_angle_deg`` of
     its match; approximate: the teacher's widths and every teacher neuron matched (within
@@ -299,6 +331,19 @@ def recovery_metrics(
         None if students is None else student_teacher_angles(teacher, *students, student_failed)
     )
     metrics["teacher_test_accuracy"] = teacher_test_accuracy
+    y = np.asarray(y, dtype=np.float64).reshape(len(x), -1)
+    exact_y = teacher(x)
+    error = float(np.mean(np.sum((y - exact_y) ** 2, axis=1)))
+    variance = float(np.sum(np.var(exact_y, axis=0)))
+    output_error = error / variance if variance > 0 else 0.0
+    silent, contribution = silent_neurons(teacher, x_test, output_error)
+    functional = functional_teacher(teacher, silent)
+    metrics.update(
+        output_error=output_error,
+        teacher_contribution=contribution,
+        silent_neurons=silent,
+        teacher_widths_functional=functional.hidden_widths,
+    )
     if network is None:
         metrics.update(
             widths=None,
@@ -315,14 +360,22 @@ def recovery_metrics(
             angle_max_deg=None,
             first_layer_angle_deg=None,
             first_layer_angle_deg_masked=None,
+            teacher_of=None,
             status="failed",
+            exact_widths_functional=False,
+            status_functional="failed",
         )
         return metrics
     mean = None if input_mask is None else np.asarray(x, dtype=np.float64).mean(axis=0)
     comparison = compare_networks(network, teacher, x_test, input_mask, mean)
     angles = [a for layer in comparison["angles_deg"] for a in layer if a is not None]
+    judged = comparison
+    if functional.hidden_widths != teacher.hidden_widths:
+        judged = compare_networks(network, functional, x_test, input_mask, mean)
     metrics.update(
         comparison,
+        exact_widths_functional=judged["exact_widths"],
+        status_functional=recovery_status(judged, settings.exact_angle_deg),
         relative_rmse=_ratio(comparison["rmse"], metrics["teacher_output_std"]),
         neuron_support=neuron_support(summary),
         recovered_loss=float(np.mean((network(x) - y) ** 2)),
@@ -421,7 +474,14 @@ def blackbox_metrics(
         "angle_max_deg": None,
         "first_layer_angle_deg": None,
         "first_layer_angle_deg_masked": None,
+        "teacher_of": None,
+        "output_error": None,
+        "teacher_contribution": None,
+        "silent_neurons": None,
+        "teacher_widths_functional": None,
+        "exact_widths_functional": None,
         "status": "failed" if network is None else UNVERIFIED,
+        "status_functional": "failed" if network is None else UNVERIFIED,
     }
 
 
@@ -465,8 +525,19 @@ def _shared_metrics(
         "source": source,
         "auto_width_rounds": auto_width_rounds,
         "linear_terms": linear_terms(summary["diagnostics"]),
+        # Per recovered neuron: support, spread, stability, contribution, flags.
+        "neuron_confidence": neuron_confidence(summary["diagnostics"]),
+        "noise": (summary["diagnostics"] or {}).get("noise"),
         "input_mask": mask_size(summary["diagnostics"], input_mask),
     }
+
+
+def neuron_confidence(diagnostics: dict | None) -> list[list[dict[str, Any]]] | None:
+    """Per hidden layer, each recovered neuron's confidence numbers and flags
+    (:func:`expand_and_cluster.confidence.neuron_confidence`); None for a failed recovery."""
+    if not diagnostics:
+        return None
+    return [layer.get("neurons") for layer in diagnostics["layers"]]
 
 
 def mask_size(diagnostics: dict | None, input_mask: np.ndarray | None) -> dict[str, Any] | None:

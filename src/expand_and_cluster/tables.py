@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from expand_and_cluster.confidence import FLAGS
 from expand_and_cluster.evaluate import STATUSES
 
 RECOVERY_COLUMNS = (
@@ -74,6 +75,36 @@ TRAINED_COLUMNS = (
     "recovered_rmse",
     "heldout_rmse",
     "status",
+    "teacher_widths_functional",
+    "status_functional",
+)
+NEURON_COLUMNS = (
+    "teacher",
+    "activation",
+    "expansion",
+    "gamma",
+    "beta_deg",
+    "layer",
+    "neuron",
+    "support",
+    "spread_median_deg",
+    "spread_p90_deg",
+    "stability",
+    "contribution",
+    "closest_neuron_deg",
+    "flags",
+    "teacher_neuron",
+)
+FLAG_COLUMNS = (
+    "expansion",
+    "recoveries",
+    "neurons",
+    "excess",
+    "flagged",
+    "flagged_excess",
+    "precision",
+    "recall",
+    *FLAGS,
 )
 TIMING_COLUMNS = (
     "teacher",
@@ -103,8 +134,15 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 
 def _notes(m: dict[str, Any]) -> str:
-    """Why a recovery failed, or what it warned about (failed students excluded...)."""
+    """Why a recovery failed, or what it warned about (failed students excluded...), and
+    the teacher's silent neurons with the status judged without them."""
     notes = [m["reason"]] if m.get("reason") else []
+    if any(m.get("silent_neurons") or []):
+        notes.append(
+            f"silent teacher neurons {m['silent_neurons']} (per layer): functional widths "
+            f"{_widths(m['teacher_widths_functional'])}, functional status "
+            f"{m['status_functional']}"
+        )
     return "; ".join(notes + list(m.get("warnings") or []))
 
 
@@ -193,6 +231,85 @@ def trained_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
                 ),
                 "heldout_rmse": _number(m["rmse"]),
                 "status": m["status"],
+                "teacher_widths_functional": _widths(m.get("teacher_widths_functional")),
+                "status_functional": m.get("status_functional") or "",
+            }
+        )
+    return rows
+
+
+def _recovered_neurons(m: dict[str, Any]):
+    """``(layer, confidence, teacher neuron)`` per recovered neuron of a recovery; the
+    teacher neuron is None for an excess neuron and ``"?"`` when the teacher's weights
+    were not compared."""
+    confidence = m.get("neuron_confidence") or []
+    teacher_of = m.get("teacher_of")
+    for layer, neurons in enumerate(confidence):
+        for n in neurons or []:
+            match = "?" if teacher_of is None else teacher_of[layer][n["neuron"]]
+            yield layer, n, match
+
+
+def neuron_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per recovered neuron: its confidence numbers and flags
+    (:mod:`expand_and_cluster.confidence`), and the teacher neuron it matches (``excess``
+    when none; empty when the teacher's weights were not compared)."""
+    rows = []
+    for m in sorted(metrics, key=_sort_key):
+        for layer, n, match in _recovered_neurons(m):
+            rows.append(
+                {
+                    "teacher": m["teacher"],
+                    "activation": m["activation"],
+                    "expansion": f"{float(m['expansion']):g}",
+                    "gamma": f"{m['gamma']:g}",
+                    "beta_deg": f"{m['beta_deg']:g}",
+                    "layer": str(layer + 1),
+                    "neuron": str(n["neuron"]),
+                    "support": f"{n['support']:.2f}",
+                    "spread_median_deg": _number(n["spread_median_deg"], 2),
+                    "spread_p90_deg": _number(n["spread_p90_deg"], 2),
+                    "stability": "" if n["stability"] is None else f"{n['stability']:.2f}",
+                    "contribution": _number(n["contribution"], 2),
+                    "closest_neuron_deg": _number(n["closest_neuron_deg"], 2),
+                    "flags": ",".join(n["flags"]),
+                    "teacher_neuron": {None: "excess", "?": ""}.get(match, str(match)),
+                }
+            )
+    return rows
+
+
+def flag_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """Per expansion (and over all), how well the flags pick out the recovered neurons that
+    match no teacher neuron: precision (the flagged that are excess) and recall (the
+    excess that are flagged), with how often each flag is raised. Only recoveries whose
+    teacher's weights were compared count."""
+    groups: dict[str, list[tuple[list[str], bool]]] = defaultdict(list)
+    recoveries: dict[str, int] = defaultdict(int)
+    for m in metrics:
+        neurons = [(n["flags"], match is None) for _, n, match in _recovered_neurons(m)]
+        if not neurons or any(match == "?" for *_, match in _recovered_neurons(m)):
+            continue
+        for key in (f"{float(m['expansion']):g}", "all"):
+            groups[key] += neurons
+            recoveries[key] += 1
+    rows = []
+    for key in sorted(groups, key=lambda k: (k == "all", float(k) if k != "all" else 0.0)):
+        neurons = groups[key]
+        flagged = sum(bool(f) for f, _ in neurons)
+        excess = sum(e for _, e in neurons)
+        both = sum(bool(f) and e for f, e in neurons)
+        rows.append(
+            {
+                "expansion": key,
+                "recoveries": str(recoveries[key]),
+                "neurons": str(len(neurons)),
+                "excess": str(excess),
+                "flagged": str(flagged),
+                "flagged_excess": str(both),
+                "precision": f"{both / flagged:.2f}" if flagged else "",
+                "recall": f"{both / excess:.2f}" if excess else "",
+                **{flag: str(sum(flag in f for f, _ in neurons)) for flag in FLAGS},
             }
         )
     return rows

@@ -111,6 +111,20 @@ rule tables:
             labels={"table": "trained teachers"},
         ),
         trained_md="results/{study}/tables/trained.md",
+        neurons_csv=report(
+            "results/{study}/tables/neurons.csv",
+            caption="../report/neurons_table.rst",
+            category="Tables",
+            labels={"table": "recovered neurons"},
+        ),
+        neurons_md="results/{study}/tables/neurons.md",
+        flags_csv=report(
+            "results/{study}/tables/flags.csv",
+            caption="../report/flags_table.rst",
+            category="Tables",
+            labels={"table": "confidence flags"},
+        ),
+        flags_md="results/{study}/tables/flags.md",
     log:
         "results/{study}/logs/tables.log",
     conda:

@@ -80,6 +80,20 @@ def main(
         out["trained_md"],
         "Teachers trained on a data set: widths, overhead, first-layer angles, RMSE",
     )
+    tables.write_table(
+        tables.neuron_rows(metrics),
+        tables.NEURON_COLUMNS,
+        out["neurons_csv"],
+        out["neurons_md"],
+        "Recovered neurons: support, spread, stability, contribution, flags",
+    )
+    tables.write_table(
+        tables.flag_rows(metrics),
+        tables.FLAG_COLUMNS,
+        out["flags_csv"],
+        out["flags_md"],
+        "How well the flags pick out excess neurons (teachers with known weights)",
+    )
     log.info("tables from %d recoveries", len(metrics))
 
 
