@@ -27,6 +27,14 @@ class LayerComparison:
     excess: int  # recovered neurons that match no teacher neuron
     # Per teacher neuron, the angle to its assigned neuron however large (None: unassigned).
     assigned_deg: list[float | None]
+    # Per recovered neuron: the teacher neuron it matches within MATCH_DEG (-1: none), and
+    # the symmetry that maps it onto that neuron in the teacher's basis: its vector is
+    # about ``sign * scale`` times the teacher's (sign 1 without the sign symmetry, scale 1
+    # without positive scaling; both 1 when unmatched). Deeper layers are compared through
+    # these, and expand_and_cluster.precision undoes them.
+    teacher_of: np.ndarray
+    sign: np.ndarray
+    scale: np.ndarray
 
 
 def compare_networks(
@@ -129,21 +137,18 @@ def match_layers(
         rows, cols = linear_sum_assignment(angles)
         per_teacher: list[float | None] = [None] * len(t_vec)
         assigned: list[float | None] = [None] * len(t_vec)
-        next_target = np.full(len(r_vec), -1)
-        next_factor = np.ones(len(r_vec))
+        teacher_of = np.full(len(r_vec), -1)
+        sign, scale = np.ones(len(r_vec)), np.ones(len(r_vec))
         for i, j in zip(rows, cols, strict=True):
             assigned[i] = float(angles[i, j])
             if angles[i, j] > MATCH_DEG:
                 continue
             per_teacher[i] = float(angles[i, j])
-            next_target[j] = i
-            cos_sign = np.sign(t_vec[i] @ r_vec[j]) or 1.0
-            scale = (
-                np.linalg.norm(r_vec[j]) / np.linalg.norm(t_vec[i])
-                if symmetry.has_positive_scaling
-                else 1.0
-            )
-            next_factor[j] = (cos_sign if symmetry.flips_outgoing else 1.0) * scale
+            teacher_of[j] = i
+            if symmetry.has_sign_flip:
+                sign[j] = np.sign(t_vec[i] @ r_vec[j]) or 1.0
+            if symmetry.has_positive_scaling:
+                scale[j] = np.linalg.norm(r_vec[j]) / np.linalg.norm(t_vec[i])
         matched = sum(a is not None for a in per_teacher)
         layers.append(
             LayerComparison(
@@ -153,9 +158,13 @@ def match_layers(
                 len(t_vec) - matched,
                 len(r_vec) - matched,
                 assigned,
+                teacher_of,
+                sign,
+                scale,
             )
         )
-        target, factor = next_target, next_factor
+        target = teacher_of
+        factor = (sign if symmetry.flips_outgoing else 1.0) * scale
     return layers
 
 
