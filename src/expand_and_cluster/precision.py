@@ -51,16 +51,15 @@ def align_to_teacher(recovered: MLP, teacher: MLP) -> MLP:
 
     - odd (tanh): a flipped neuron's outgoing weights flip;
     - odd_constant (sigmoid): they flip and move into the next layer's bias;
-    - even_linear (softplus, relu): outgoing weights stay and the linear leftover
-      ``-2 m z`` goes into the input-to-output skip term, which only a network with one
-      hidden layer has;
+    - even+linear (softplus, gelu, silu, relu, leaky_relu): outgoing weights stay and the
+      linear leftover ``-2 m z`` goes into the input-to-output skip term, which holds it
+      only in a network with one hidden layer;
     - positive scaling (relu): incoming ``[w; b]`` divided by ``c`` (its norm over the
       teacher's) and outgoing weights multiplied by it.
 
     Raises :class:`AlignmentError` when the widths differ, when a teacher neuron has no
-    recovered neuron within MATCH_DEG, or when an even+linear neuron below the last hidden
-    layer (or in a network with several) is flipped; ValueError when the activations or
-    depths differ."""
+    recovered neuron within MATCH_DEG, or when an even+linear neuron of a network with
+    several hidden layers is flipped; ValueError when the activations differ."""
     if recovered.widths != teacher.widths:
         raise AlignmentError(
             f"recovered widths {recovered.widths} differ from the teacher's {teacher.widths}: "
