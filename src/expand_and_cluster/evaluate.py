@@ -27,12 +27,12 @@ class LayerComparison:
     excess: int  # recovered neurons that match no teacher neuron
     # Per teacher neuron, the angle to its assigned neuron however large (None: unassigned).
     assigned_deg: list[float | None]
-    # Per recovered neuron: the teacher neuron it matches within MATCH_DEG (-1: none), and
-    # the symmetry that maps it onto that neuron in the teacher's basis: its vector is
-    # about ``sign * scale`` times the teacher's (sign 1 without the sign symmetry, scale 1
-    # without positive scaling; both 1 when unmatched). Deeper layers are compared through
-    # these, and expand_and_cluster.precision undoes them.
-    teacher_of: np.ndarray
+    # Per recovered neuron, the teacher neuron it matches within MATCH_DEG (None: excess).
+    teacher_of: list[int | None]
+    # Per recovered neuron, the symmetry that maps it onto its teacher neuron in the
+    # teacher's basis: its vector is about ``sign * scale`` times the teacher's (sign 1
+    # without the sign symmetry, scale 1 without positive scaling; both 1 when excess).
+    # Deeper layers are compared through these; expand_and_cluster.precision undoes them.
     sign: np.ndarray
     scale: np.ndarray
 
@@ -137,14 +137,14 @@ def match_layers(
         rows, cols = linear_sum_assignment(angles)
         per_teacher: list[float | None] = [None] * len(t_vec)
         assigned: list[float | None] = [None] * len(t_vec)
-        teacher_of = np.full(len(r_vec), -1)
+        next_target = np.full(len(r_vec), -1)
         sign, scale = np.ones(len(r_vec)), np.ones(len(r_vec))
         for i, j in zip(rows, cols, strict=True):
             assigned[i] = float(angles[i, j])
             if angles[i, j] > MATCH_DEG:
                 continue
             per_teacher[i] = float(angles[i, j])
-            teacher_of[j] = i
+            next_target[j] = i
             if symmetry.has_sign_flip:
                 sign[j] = np.sign(t_vec[i] @ r_vec[j]) or 1.0
             if symmetry.has_positive_scaling:
@@ -158,12 +158,12 @@ def match_layers(
                 len(t_vec) - matched,
                 len(r_vec) - matched,
                 assigned,
-                teacher_of,
+                [None if t < 0 else int(t) for t in next_target],
                 sign,
                 scale,
             )
         )
-        target = teacher_of
+        target = next_target
         factor = (sign if symmetry.flips_outgoing else 1.0) * scale
     return layers
 

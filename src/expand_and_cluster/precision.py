@@ -77,7 +77,7 @@ def align_to_teacher(recovered: MLP, teacher: MLP) -> MLP:
     biases = [b.copy() for b in recovered.biases]
     skip = None if recovered.skip_weight is None else recovered.skip_weight.copy()
     for index, layer in enumerate(layers):
-        order = np.argsort(layer.teacher_of)  # recovered neuron of each teacher neuron
+        order = np.argsort(np.array(layer.teacher_of))  # recovered neuron per teacher neuron
         sign, scale = layer.sign[order], layer.scale[order]
         flipped = sign < 0
         outgoing = weights[index + 1][:, order]
