@@ -4,8 +4,8 @@
     python benchmarks/run.py 1 3        # only benchmarks 1 and 3
     python benchmarks/run.py --threads 1  # torch/BLAS threads for this process and its children
 
-Each benchmark lives in its own module (bench_*.py) and can also be run alone, e.g.
-``python -m benchmarks.bench_clustering``.
+Each benchmark lives in its own module (bench_*.py; 6: precision.py) and can also be run
+alone, e.g. ``python -m benchmarks.bench_clustering``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from benchmarks import (
     bench_suite,
     bench_training_flops,
     bench_training_small,
+    precision,
 )
 from benchmarks.common import Result, machine_note
 
@@ -36,6 +37,7 @@ BENCHMARKS = {
     "3": bench_clustering.run,
     "4": bench_study.run,
     "5": bench_suite.run,
+    "6": precision.run,
 }
 
 

@@ -30,6 +30,12 @@ class LayerComparison:
     assigned_deg: list[float | None]
     # Per recovered neuron, the teacher neuron it matches within MATCH_DEG (None: excess).
     teacher_of: list[int | None]
+    # Per recovered neuron, the symmetry that maps it onto its teacher neuron in the
+    # teacher's basis: its vector is about ``sign * scale`` times the teacher's (sign 1
+    # without the sign symmetry, scale 1 without positive scaling; both 1 when excess).
+    # Deeper layers are compared through these; expand_and_cluster.precision undoes them.
+    sign: np.ndarray
+    scale: np.ndarray
 
 
 def compare_networks(
@@ -134,20 +140,17 @@ def match_layers(
         per_teacher: list[float | None] = [None] * len(t_vec)
         assigned: list[float | None] = [None] * len(t_vec)
         next_target = np.full(len(r_vec), -1)
-        next_factor = np.ones(len(r_vec))
+        sign, scale = np.ones(len(r_vec)), np.ones(len(r_vec))
         for i, j in zip(rows, cols, strict=True):
             assigned[i] = float(angles[i, j])
             if angles[i, j] > MATCH_DEG:
                 continue
             per_teacher[i] = float(angles[i, j])
             next_target[j] = i
-            cos_sign = np.sign(t_vec[i] @ r_vec[j]) or 1.0
-            scale = (
-                np.linalg.norm(r_vec[j]) / np.linalg.norm(t_vec[i])
-                if symmetry.has_positive_scaling
-                else 1.0
-            )
-            next_factor[j] = (cos_sign if symmetry.flips_outgoing else 1.0) * scale
+            if symmetry.has_sign_flip:
+                sign[j] = np.sign(t_vec[i] @ r_vec[j]) or 1.0
+            if symmetry.has_positive_scaling:
+                scale[j] = np.linalg.norm(r_vec[j]) / np.linalg.norm(t_vec[i])
         matched = sum(a is not None for a in per_teacher)
         layers.append(
             LayerComparison(
@@ -158,9 +161,12 @@ def match_layers(
                 len(r_vec) - matched,
                 assigned,
                 [None if t < 0 else int(t) for t in next_target],
+                sign,
+                scale,
             )
         )
-        target, factor = next_target, next_factor
+        target = next_target
+        factor = (sign if symmetry.flips_outgoing else 1.0) * scale
     return layers
 
 

@@ -58,11 +58,27 @@ class FinetuneResult:
     seconds: float
 
 
+# L-BFGS's own stops within a run of log_every iterations, both absolute: the largest
+# gradient entry, and the change of the loss in one iteration. They end a recovery's
+# fine-tuning once its MSE is near 1e-16, well above what float64 allows.
+GRADIENT_TOLERANCE = 1e-14
+CHANGE_TOLERANCE = 1e-18
+
+
 def finetune_network(
-    network: MLP, x: np.ndarray, y: np.ndarray, settings: FinetuneSettings
+    network: MLP,
+    x: np.ndarray,
+    y: np.ndarray,
+    settings: FinetuneSettings,
+    *,
+    floor: bool = False,
 ) -> tuple[MLP, FinetuneResult]:
     """Minimise the MSE of every weight of ``network`` (skip term included) on ``(x, y)``.
-    If the loss does not improve, or becomes NaN, the network is returned unchanged."""
+    If the loss does not improve, or becomes NaN, the network is returned unchanged.
+
+    ``floor``: drop L-BFGS's absolute tolerances, so that only ``settings`` (the iteration
+    budget and ``min_improvement``, relative to the loss) end the run: a polish down to
+    what float64 and the data allow (:func:`expand_and_cluster.precision.polish`)."""
     t0 = time.perf_counter()
     device = resolve_device(settings.device)
     xt = torch.as_tensor(x, dtype=torch.float64, device=device)
@@ -77,32 +93,43 @@ def finetune_network(
 
     with torch.no_grad():
         before = loss_value().item()
-    opt = torch.optim.LBFGS(
-        tensors,
-        lr=1.0,
-        max_iter=settings.log_every,
-        history_size=settings.history_size,
-        tolerance_grad=1e-14,
-        tolerance_change=1e-18,
-        line_search_fn="strong_wolfe",
-    )
+
+    def optimizer() -> torch.optim.LBFGS:
+        return torch.optim.LBFGS(
+            tensors,
+            lr=1.0,
+            max_iter=settings.log_every,
+            history_size=settings.history_size,
+            tolerance_grad=0.0 if floor else GRADIENT_TOLERANCE,
+            tolerance_change=0.0 if floor else CHANGE_TOLERANCE,
+            line_search_fn="strong_wolfe",
+        )
+
+    # torch's L-BFGS keeps a curvature pair only when y.s > 1e-10 (absolute), which an MSE
+    # below about 1e-10 never gives: it would go on as plain gradient descent. With
+    # ``floor`` the loss is divided by its value at the start of each log_every run (a
+    # fresh optimiser each time, as the scale changes), so that the memory always works.
+    scale, opt = 1.0, optimizer()
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = loss_value()
+        loss = loss_value() / scale
         loss.backward()
         return loss
 
     done, current = 0, before
-    while done < settings.max_iterations:
+    while done < settings.max_iterations and current > 0:
+        if floor:
+            scale, opt = current, optimizer()
+        start = opt.state[opt._params[0]].get("n_iter", 0)
         opt.step(closure)
-        iterations = opt.state[opt._params[0]].get("n_iter", 0)
+        iterations = done + opt.state[opt._params[0]].get("n_iter", 0) - start
         with torch.no_grad():
             latest = loss_value().item()
         log.info("fine-tune: iteration %d, loss %.3e", iterations, latest)
-        stalled = iterations - done < settings.log_every or not latest < current * (
-            1 - settings.min_improvement
-        )
+        # Without floor, L-BFGS ending a run early (its tolerances) is a stall too.
+        cut_short = not floor and iterations - done < settings.log_every
+        stalled = cut_short or not latest < current * (1 - settings.min_improvement)
         done, current = iterations, latest
         if stalled or not np.isfinite(latest):
             break
