@@ -32,6 +32,7 @@ from expand_and_cluster.evaluate import (
     recovery_id,
     recovery_labels as make_recovery_labels,
 )
+from expand_and_cluster.outputs import output_transform_id, parse_output_transform
 from expand_and_cluster.reconstruct import RecoverySettings
 from expand_and_cluster.resources import check_memory, estimate_recovery_memory
 from expand_and_cluster.students import TrainSettings
@@ -154,24 +155,29 @@ def build_teachers(cfg):
 
     queries = cfg["queries"]
     for group in cfg["teachers"]["synthetic"]:
+        transforms = output_transforms(group["outputs"])
         for act in group["activations"]:
             for text in group["sizes"]:
                 sizes = parse_widths(text)
                 for seed in group["seeds"]:
                     dist = group["inputs"]
-                    add(
-                        {
-                            "id": f"{act}-{sizes_id(sizes)}{distribution_id(dist)}-s{seed}",
-                            "kind": "synthetic",
-                            "activation": act,
-                            "sizes": sizes,
-                            "seed": seed,
-                            "inputs": dist,
-                            "query_label": dist,
-                            "expansions": cfg["students"]["expansions"],
-                            "queries": {"distribution": dist, "n": queries["n"], "seed": seed},
-                        }
-                    )
+                    for oid, transform in transforms.items():
+                        add(
+                            {
+                                "id": f"{act}-{sizes_id(sizes)}{distribution_id(dist)}{oid}-s{seed}",
+                                "kind": "synthetic",
+                                "activation": act,
+                                "sizes": sizes,
+                                "seed": seed,
+                                "inputs": dist,
+                                "query_label": dist,
+                                "expansions": cfg["students"]["expansions"],
+                                "queries": {"distribution": dist, "n": queries["n"], "seed": seed},
+                                # Only when transformed: the exact teachers' specs (and the
+                                # provenance and hashes made from them) stay as they were.
+                                **({"outputs": transform} if oid else {}),
+                            }
+                        )
     for group in cfg["teachers"]["trained"]:
         dataset = group["dataset"]
         images = {
@@ -217,6 +223,16 @@ def build_teachers(cfg):
             "teachers.trained"
         )
     return teachers
+
+
+def output_transforms(specs):
+    """Teacher id part -> canonical spec of a synthetic group's ``outputs`` (one line per
+    bad spec, naming the accepted forms; two spellings of one transform are refused)."""
+    key = "teachers.synthetic.outputs"
+    for spec in specs:
+        checked_config(key, lambda: parse_output_transform(spec))
+    ids = unique_ids(specs, output_transform_id, key)
+    return {oid: parse_output_transform(spec).spec for oid, spec in ids.items()}
 
 
 def checked_config(key, make):
@@ -388,6 +404,13 @@ def teacher_spec(wildcards):
     return TEACHERS[wildcards.teacher]
 
 
+def output_transform(wildcards):
+    """What the students see of the teacher's outputs (expand_and_cluster.outputs
+    .transform_outputs): the transform's spec and its seed, the teacher's."""
+    spec = TEACHERS[wildcards.teacher]
+    return {"spec": spec.get("outputs", "none"), "seed": spec["seed"]}
+
+
 def query_design(wildcards):
     """The inputs the students are trained on (expand_and_cluster.data.query_inputs)."""
     return TEACHERS[wildcards.teacher]["queries"]
@@ -473,6 +496,7 @@ def recovery_labels(wildcards):
         EXPANSIONS[wildcards.expansion],
         **RECOVERIES[wildcards.recovery],
         queries=spec["query_label"],
+        teacher_outputs=output_transform(wildcards)["spec"],
     )
 
 
@@ -539,6 +563,7 @@ def teacher_job(wildcards):
         "teacher": at(rules.synthetic_teacher.output[0]),
         "design": query_design(step()),
         "queries": at(rules.queries.output[0]),
+        "outputs": output_transform(step()),
         "activation": activation(step()),
         "expansions": [
             {
