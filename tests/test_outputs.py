@@ -188,3 +188,78 @@ def test_output_error_is_the_rmse_over_the_exact_outputs_spread():
     assert output_error(exact, exact) == 0.0
     assert output_error(exact, exact + 0.5) == pytest.approx(0.5 / np.sqrt(8 / 3))
     assert output_error(np.ones(3), np.ones(3) + 1e-9) == np.inf
+
+
+# -- the robustness table and figure -------------------------------------------------------
+
+
+def fake_metrics(activation, spec, error, status, widths=(4,), angle=0.1, seed=0):
+    """The keys of a synthetic recovery's metrics that the robustness outputs read."""
+    return {
+        "teacher": f"{activation}-5-4-1{output_transform_id(spec)}-s{seed}",
+        "kind": "synthetic",
+        "activation": activation,
+        "expansion": 4,
+        "gamma": 0.5,
+        "beta_deg": 60,
+        "teacher_outputs": spec,
+        "teacher_output_error": error,
+        "status": status,
+        "teacher_widths": [4],
+        "widths": None if widths is None else list(widths),
+        "angle_median_deg": angle,
+        "exact_angle_deg": 1.0,
+    }
+
+
+def test_robustness_rows_group_per_activation_and_transform_mildest_first():
+    from expand_and_cluster.tables import ROBUSTNESS_COLUMNS, robustness_rows
+
+    metrics = [
+        fake_metrics("tanh", "noise:0.1", 0.1, "inexact", widths=(6,), angle=5.0),
+        fake_metrics("tanh", "noise:0.1", 0.11, "failed", widths=None, angle=None, seed=1),
+        fake_metrics("tanh", "none", 0.0, "exact", angle=0.01),
+        fake_metrics("tanh", "digits:3", 3e-4, "exact", angle=0.2),
+        fake_metrics("tanh", "digits:3", 5e-4, "approximate", angle=1.5, seed=1),
+        fake_metrics("relu", "float16", 2e-4, "exact"),
+        {**fake_metrics("tanh", "none", 0.0, "exact"), "kind": "digits"},  # not synthetic
+    ]
+    rows = robustness_rows(metrics)
+    assert all(list(row) == list(ROBUSTNESS_COLUMNS) for row in rows)
+    assert [(r["activation"], r["teacher_outputs"]) for r in rows] == [
+        ("relu", "float16"),
+        ("tanh", "none"),
+        ("tanh", "noise:0.1"),
+        ("tanh", "digits:3"),
+    ]
+    relu, none, noisy, rounded = rows
+    assert none["problems"] == "1" and none["fraction_exact"] == "1.00"
+    assert none["output_error"] == "0" and none["width_error"] == "0.000"
+    # Width error: |6 - 4| / 4 and 1 for the failed recovery; median angle of the one angle.
+    assert noisy["width_error"] == "0.750" and noisy["failed"] == "1"
+    assert noisy["inexact"] == "1" and noisy["angle_median_deg"] == "5"
+    assert noisy["output_error"] == "0.105" and noisy["fraction_exact"] == "0.00"
+    assert rounded["fraction_exact"] == "0.50" and rounded["angle_median_deg"] == "0.85"
+    assert relu["exact"] == "1" and relu["expansion"] == "4"
+
+
+def test_robustness_figure_draws_three_panels():
+    from expand_and_cluster.figures import robustness_figure
+
+    metrics = [
+        fake_metrics(act, spec, error, status)
+        for act in ("tanh", "g")
+        for spec, error, status in [
+            ("none", 0.0, "exact"),
+            ("noise:0.01", 0.01, "exact"),
+            ("digits:2", 0.02, "inexact"),
+            ("bfloat16", 2e-3, "exact"),
+        ]
+    ]
+    fig = robustness_figure(metrics)
+    assert len(fig.axes) == 3
+    assert fig.axes[0].get_xscale() == "log"
+    # One line per activation in each panel; the exact outputs a decade left of 2e-3.
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 2 and lines[0].get_xdata()[0] == pytest.approx(2e-4)
+    assert len(robustness_figure([]).axes) == 1  # a message, not an empty grid

@@ -163,7 +163,14 @@ def test_config_files_are_complete_and_valid(tmp_path):
     """Every shipped config spells out every section (a --configfile is merged over
     config.yaml, so a missing section would silently come from the default study)."""
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
-    for name in ("config.yaml", "test.yaml", "paper.yaml", "suite.yaml", "mnist.yaml"):
+    for name in (
+        "config.yaml",
+        "test.yaml",
+        "paper.yaml",
+        "suite.yaml",
+        "mnist.yaml",
+        "robustness.yaml",
+    ):
         data = yaml.safe_load((REPO / "config" / name).read_text())
         assert set(data) == set(schema["properties"]), name
 
@@ -192,6 +199,23 @@ def test_suite_config_builds_one_job_per_teacher(tmp_path):
     )
     counts = job_counts(result.stdout + result.stderr)
     assert counts == {"solve_teacher": 150, "tables": 1, "study_figures": 1, "all": 1}
+
+
+def test_robustness_config_fans_out_over_the_output_transforms(tmp_path):
+    """config/robustness.yaml: 3 activations x 2 seeds x 15 output transforms, one job per
+    teacher, and the robustness table and figure (which no other study asks for)."""
+    result = snakemake(
+        "-n", "--quiet", "rules", "--configfile", "config/robustness.yaml", "--directory",
+        str(tmp_path),
+    )  # fmt: skip
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == {
+        "solve_teacher": 90,
+        "robustness": 1,
+        "tables": 1,
+        "study_figures": 1,
+        "all": 1,
+    }
 
 
 # -- the student store -----------------------------------------------------------------------

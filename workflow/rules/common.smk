@@ -322,6 +322,9 @@ check_settings(config)
 check_job_memory(config, TEACHERS)
 SYNTHETIC = sorted(t for t, s in TEACHERS.items() if s["kind"] == "synthetic")
 TRAINED = sorted(t for t, s in TEACHERS.items() if s["kind"] == "trained")
+# Some teacher's outputs reach its students transformed: the study gets the robustness
+# table and figure.
+TRANSFORMED_OUTPUTS = any("outputs" in s for s in TEACHERS.values())
 # Image data sets with files (digits are bundled) that a teacher or a query design reads.
 DATASETS_USED = sorted(
     {s["images"]["dataset"] for s in TEACHERS.values() if s["kind"] == "trained"}
@@ -394,6 +397,7 @@ def final_targets():
         *expand(rules.tables.output, study=STUDY),
         *expand(rules.study_figures.output, study=STUDY),
         *(recovery_targets(rules.recovery_figures.output) if per_recovery else []),
+        *(expand(rules.robustness.output, study=STUDY) if TRANSFORMED_OUTPUTS else []),
     ]
 
 
