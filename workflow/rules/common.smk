@@ -138,10 +138,11 @@ def parse_widths(text):
 
 def build_teachers(cfg):
     """Teacher id -> spec, from the validated config. Ids carry the teacher's identity:
-    synthetic ``{activation}-{sizes}[-{inputs}]-s{seed}`` (e.g. ``tanh-5-4-1-s0``), trained
+    synthetic ``{activation}-{sizes}[-{inputs}][-o{outputs}]-s{seed}`` (e.g. ``tanh-5-4-1-s0``,
+    ``tanh-5-4-1-onoise0.001-s0`` for noisy outputs), trained
     ``{dataset}-{activation}-{hidden}[-{queries}]-s{seed}`` (e.g. ``digits-relu-12-s0``,
     ``mnist-n500-g-16-train-s0`` for a teacher trained on 500 images); the query design
-    appears only when it is not the default (gaussian)."""
+    and the output transform appear only when they are not the defaults (gaussian, none)."""
     teachers = {}
 
     def add(spec):
