@@ -216,3 +216,50 @@ def test_bad_query_spec(ecluster, teacher_store, tmp_path):
         ),
         "gaussian:20000",
     )
+
+
+def test_teacher_outputs_are_transformed_before_the_students_and_recorded(ecluster, tmp_path):
+    """--teacher-outputs degrades the outputs of a model or of a pairs file before the
+    students see them; metrics.json (and recovery.json's labels) record the transform, the
+    error it applied and the precision read back from the values."""
+    teacher = tmp_path / "teacher.zarr"
+    assert main(["teacher", "--sizes", "3,2,1", "--activation", "tanh", "--out", str(teacher)]) == 0
+    quick = ["--students", "4", "--max-epochs", "60", "--finetune-max-iterations", "20"]
+    model = tmp_path / "model"
+    result = ecluster(
+        "recover", "--teacher", teacher, "--queries", "gaussian:400", *quick,
+        "--teacher-outputs", "digits:3", "--out", model,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["teacher_outputs"] == "digits:3"
+    assert metrics["teacher_output_precision"]["format"] == "digits:3"
+    # Rounding to 3 digits: about 1e-3 of the outputs' spread, far from float64's 1e-16.
+    assert 1e-4 < metrics["teacher_output_error"] < 1e-2
+    assert json.loads((model / "recovery.json").read_text())["teacher_outputs"] == "digits:3"
+
+    net = read_network(teacher)
+    x = np.random.default_rng(0).standard_normal((500, 3))
+    np.savez(tmp_path / "pairs.npz", x=x, y=net(x))
+    pairs = tmp_path / "pairs"
+    result = ecluster(
+        "recover", "--pairs", tmp_path / "pairs.npz", "--activation", "tanh",
+        "--student-widths", "8", *quick, "--teacher-outputs", "float16", "--out", pairs,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((pairs / "metrics.json").read_text())
+    assert metrics["teacher_outputs"] == "float16" and metrics["status"] == "unverified"
+    assert metrics["teacher_output_precision"]["format"] == "float16"
+    assert 1e-5 < metrics["teacher_output_error"] < 2.0**-11
+
+
+def test_bad_teacher_outputs_spec(ecluster, teacher_store, tmp_path):
+    out = tmp_path / "o"
+    assert_user_error(
+        ecluster(
+            "recover", "--teacher", teacher_store, "--teacher-outputs", "digits:20", "--out", out
+        ),
+        "K must be an integer from 1 to 15",
+        "accepted: none, noise:S",
+    )
+    assert not out.exists()

@@ -86,6 +86,33 @@ pytestmark = [
             {"recovery": {"gammas": [0.5, 0.5000000000000001]}},
             r"recovery\.gammas / recovery\.betas_deg: .* both get the id 'g0\.5-b60'",
         ),
+        # A bad output transform, and two spellings of one: one line each, before any job.
+        (
+            {
+                "teachers": {
+                    "synthetic": [
+                        {"activations": ["tanh"], "sizes": ["4,3,1"], "outputs": ["noise:-1"]}
+                    ]
+                }
+            },
+            r"teachers\.synthetic\.outputs: output transform 'noise:-1': the noise level S "
+            r"must be a number > 0; accepted: none, noise:S, digits:K, float16, bfloat16",
+        ),
+        (
+            {
+                "teachers": {
+                    "synthetic": [
+                        {
+                            "activations": ["tanh"],
+                            "sizes": ["4,3,1"],
+                            "outputs": ["noise:0.1", "noise:1e-1"],
+                        }
+                    ]
+                }
+            },
+            r"teachers\.synthetic\.outputs: 'noise:0\.1' and 'noise:1e-1' both get the id "
+            r"'-onoise0\.1'",
+        ),
         # Sizes that cannot fit: refused from the sizes alone, with the figure and the knob.
         (
             {"teachers": {"synthetic": [{"activations": ["tanh"], "sizes": ["3,3000000000,1"]}]}},
@@ -136,7 +163,14 @@ def test_config_files_are_complete_and_valid(tmp_path):
     """Every shipped config spells out every section (a --configfile is merged over
     config.yaml, so a missing section would silently come from the default study)."""
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
-    for name in ("config.yaml", "test.yaml", "paper.yaml", "suite.yaml", "mnist.yaml"):
+    for name in (
+        "config.yaml",
+        "test.yaml",
+        "paper.yaml",
+        "suite.yaml",
+        "mnist.yaml",
+        "robustness.yaml",
+    ):
         data = yaml.safe_load((REPO / "config" / name).read_text())
         assert set(data) == set(schema["properties"]), name
 
@@ -165,6 +199,23 @@ def test_suite_config_builds_one_job_per_teacher(tmp_path):
     )
     counts = job_counts(result.stdout + result.stderr)
     assert counts == {"solve_teacher": 150, "tables": 1, "study_figures": 1, "all": 1}
+
+
+def test_robustness_config_fans_out_over_the_output_transforms(tmp_path):
+    """config/robustness.yaml: 3 activations x 2 seeds x 15 output transforms, one job per
+    teacher, and the robustness table and figure (which no other study asks for)."""
+    result = snakemake(
+        "-n", "--quiet", "rules", "--configfile", "config/robustness.yaml", "--directory",
+        str(tmp_path),
+    )  # fmt: skip
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == {
+        "solve_teacher": 90,
+        "robustness": 1,
+        "tables": 1,
+        "study_figures": 1,
+        "all": 1,
+    }
 
 
 # -- the student store -----------------------------------------------------------------------
@@ -405,3 +456,56 @@ def test_cli_and_study_write_one_metrics_schema(test_study, tmp_path):
     assert cli_row["N"] == "4" and cli_row["teacher_widths"] == "2"
     assert cli_row["status"] in tables.STATUSES
     assert tables.summary_rows([cli_metrics])[0]["problems"] == "1"
+
+
+@pytest.mark.slow
+def test_output_transforms_reach_the_students_in_both_job_modes(tmp_path):
+    """teachers.synthetic.outputs: the exact teacher keeps its id and its queries are the
+    teacher's outputs bit for bit (as before the key existed); a transformed teacher gets
+    ``-o<spec>`` in its id, the same inputs and the transformed outputs, whether its steps
+    are jobs of their own or one job per teacher; its metrics carry the transform."""
+    from expand_and_cluster.data import query_inputs
+    from expand_and_cluster.outputs import transform_outputs
+    from expand_and_cluster.store import network_attrs, read_network, read_queries
+
+    override = {
+        "teachers": {
+            "synthetic": [
+                {"activations": ["tanh"], "sizes": ["3,2,1"], "outputs": ["none", "float16"]}
+            ],
+            "trained": [],
+        }
+    }
+    config = write_config(tmp_path / "outputs.yaml", override)
+    exact, rounded = "tanh-3-2-1-s0", "tanh-3-2-1-ofloat16-s0"
+    per_step = tmp_path / "per_step"
+    targets = [f"results/test/{t}/queries.npz" for t in (exact, rounded)]
+    snakemake(
+        "--cores", "2", *targets, "--configfile", "config/test.yaml", str(config),
+        "--directory", str(per_step),
+    )  # fmt: skip
+    results = per_step / "results" / "test"
+    teacher = read_network(results / exact / "teacher.zarr")
+    assert "outputs" not in network_attrs(results / exact / "teacher.zarr")["teacher"]
+    design = {"distribution": "gaussian", "n": 300, "seed": 0}
+    x, y = read_queries(results / exact / "queries.npz")
+    np.testing.assert_array_equal(x, query_inputs(design, 3))
+    np.testing.assert_array_equal(y, teacher(x))
+    x16, y16 = read_queries(results / rounded / "queries.npz")
+    np.testing.assert_array_equal(x16, x)
+    np.testing.assert_array_equal(y16, transform_outputs(teacher(x), "float16", seed=0))
+    assert not np.array_equal(y16, y)
+
+    per_teacher = write_config(tmp_path / "per_teacher.yaml", {"jobs": {"one_per_teacher": True}})
+    alone = tmp_path / "alone"
+    snakemake(
+        "--cores", "2", f"results/test/{rounded}/recovery/x2/g0.5-b60/metrics.json",
+        "--configfile", "config/test.yaml", str(config), str(per_teacher),
+        "--directory", str(alone),
+    )  # fmt: skip
+    solved = alone / "results" / "test" / rounded
+    np.testing.assert_array_equal(read_queries(solved / "queries.npz")[1], y16)
+    metrics = json.loads((solved / "recovery" / "x2" / "g0.5-b60" / "metrics.json").read_text())
+    assert metrics["teacher_outputs"] == "float16"
+    assert metrics["teacher_output_precision"]["format"] == "float16"
+    assert 1e-5 < metrics["teacher_output_error"] < 2.0**-11

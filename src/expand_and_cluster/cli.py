@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from expand_and_cluster.activations import ACTIVATIONS
 from expand_and_cluster.auto_widths import AutoWidthSettings, recover_auto_widths
 from expand_and_cluster.data import (
@@ -38,6 +40,12 @@ from expand_and_cluster.evaluate import (
 from expand_and_cluster.export import FORMATS, export
 from expand_and_cluster.finetune import FinetuneSettings
 from expand_and_cluster.network import on_raw_inputs
+from expand_and_cluster.outputs import (
+    OUTPUT_TRANSFORMS,
+    output_metrics,
+    parse_output_transform,
+    transform_outputs,
+)
 from expand_and_cluster.reconstruct import (
     RETRAIN_DEFAULTS,
     RecoverySettings,
@@ -134,6 +142,14 @@ def _parser() -> argparse.ArgumentParser:
         f"{round(HELD_OUT_FRACTION * 100)}%% held out) (default gaussian:20000)",
     )
     rec.add_argument(
+        "--teacher-outputs",
+        default="none",
+        help="degrade the outputs before the students see them, to measure what the recovery "
+        "tolerates (the comparison with a readable teacher stays exact): "
+        + "; ".join(f"{form} {what}" for form, what in OUTPUT_TRANSFORMS.items())
+        + " (default none)",
+    )
+    rec.add_argument(
         "--standardise",
         action="store_true",
         help="train on standardised queries; the recovered network still takes raw inputs",
@@ -204,6 +220,7 @@ def _recover(args: argparse.Namespace) -> None:
     if args.resume and not partial.exists():
         raise InputError(f"--resume: no incomplete run to resume at {partial}")
     settings = recovery_settings(args)
+    outputs = parse_output_transform(args.teacher_outputs).spec
     evaluation = from_arguments(EvaluationSettings, args)
     auto = from_arguments(AutoWidthSettings, args, prefix="auto-")
     source, pairs = _source(args)
@@ -227,6 +244,11 @@ def _recover(args: argparse.Namespace) -> None:
         if y is None:
             y = source.query(x)
             y_test = source.query(x_test)
+        # Every output the user holds, degraded in one draw seeded by --seed.
+        exact = y
+        y, y_test = np.split(
+            transform_outputs(np.concatenate([y, y_test]), outputs, settings.seed), [len(y)]
+        )
         shift, scale = standardisation(x) if args.standardise else (0.0, 1.0)
         xs = (x - shift) / scale
         t0 = time.perf_counter()
@@ -266,6 +288,7 @@ def _recover(args: argparse.Namespace) -> None:
             expansion,
             settings.gamma,
             settings.beta_deg,
+            teacher_outputs=outputs,
         )
         summary = recovery_summary(labels, settings.n_students, recovery, None)
         origin = {"kind": source.kind, "notes": source.notes}
@@ -304,6 +327,7 @@ def _recover(args: argparse.Namespace) -> None:
                 rounds,
                 input_mask=recovery.input_mask,
             )
+        metrics.update(output_metrics(exact, y))
         for note in source.notes:
             log.info("note: %s", note)
         write_network(claim / "network.zarr", recovery.network, {"kind": "recovered"})

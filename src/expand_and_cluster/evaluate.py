@@ -236,13 +236,16 @@ def recovery_labels(
     gamma: float,
     beta_deg: float,
     queries: str | None = None,
+    teacher_outputs: str = "none",
 ) -> dict[str, Any]:
     """What identifies a recovery in its summary, its metrics and the tables; ``queries``
-    names the query design (expand_and_cluster.data.query_design)."""
+    names the query design (expand_and_cluster.data.query_design), ``teacher_outputs`` the
+    transform of the outputs the students saw (expand_and_cluster.outputs)."""
     return {
         "teacher": teacher,
         "kind": kind,
         "queries": queries,
+        "teacher_outputs": teacher_outputs,
         "activation": activation,
         "sizes": list(sizes),
         "expansion": expansion,
@@ -586,6 +589,7 @@ LABEL_KEYS = (
     "teacher",
     "kind",
     "queries",
+    "teacher_outputs",
     "activation",
     "sizes",
     "expansion",

@@ -23,6 +23,8 @@ from scipy.spatial.distance import squareform
 
 from expand_and_cluster.cluster import condensed_distances
 from expand_and_cluster.identifiability import ranked_problems
+from expand_and_cluster.outputs import parse_output_transform
+from expand_and_cluster.tables import robustness_points
 
 STATUS_COLOURS = {"kept": "tab:green", "too_few_students": "tab:blue", "unaligned": "tab:red"}
 STATUS_LABELS = {"kept": "kept", "too_few_students": "too few students", "unaligned": "unaligned"}
@@ -585,3 +587,80 @@ def _layer_medians(m: dict[str, Any]) -> list[float | None]:
         matched = [a for a in layer if a is not None]
         out.append(float(np.median(matched)) if matched else None)
     return out
+
+
+# Markers of the output transforms' families in the robustness figure.
+TRANSFORM_MARKERS = {"none": "*", "noise": "o", "digits": "s", "float16": "^", "bfloat16": "v"}
+
+
+def robustness_figure(metrics: list[dict[str, Any]]) -> Figure:
+    """How recovery degrades with the outputs' imperfection: the fraction of synthetic
+    problems recovered exactly, the median angle of the matched teacher neurons and the
+    width error (:func:`expand_and_cluster.tables.robustness_points`), against the error the
+    transform applied to the outputs (log axis). One line per activation (and recovery
+    setting when there are several), markers by transform family; the exact outputs (error
+    0, no place on a log axis) are drawn a decade left of the mildest transform."""
+    points = robustness_points(metrics)
+    if not points:
+        return message_figure("Imperfect outputs", "no synthetic recoveries in this study")
+    errors = [p["output_error"] for p in points if p["output_error"] > 0]
+    exact_x = min(errors, default=1.0) / 10
+    settings = sorted({(p["expansion"], p["gamma"], p["beta_deg"]) for p in points})
+    activations = sorted({p["activation"] for p in points})
+    fig = Figure(figsize=(13.5, 4.2))
+    axes = fig.subplots(1, 3, sharex=True)
+    panels = {
+        "fraction_exact": "fraction recovered exactly",
+        "angle_median_deg": "median angle of matched teacher neurons (deg)",
+        "width_error": "width error: sum |recovered - teacher| / teacher",
+    }
+    for i, act in enumerate(activations):
+        for j, setting in enumerate(settings):
+            line = sorted(
+                (
+                    p
+                    for p in points
+                    if p["activation"] == act
+                    and (p["expansion"], p["gamma"], p["beta_deg"]) == setting
+                ),
+                key=lambda p: p["output_error"],
+            )
+            if not line:
+                continue
+            xs = [p["output_error"] or exact_x for p in line]
+            label = act
+            if len(settings) > 1:
+                label += " x{:g} g{:g} b{:g}".format(*setting)
+            for ax, key in zip(axes, panels, strict=True):
+                ys = [np.nan if p[key] is None else p[key] for p in line]
+                if key == "angle_median_deg":
+                    ys = np.maximum(ys, ANGLE_FLOOR_DEG)
+                linestyle = ("-", "--", ":", "-.")[j % 4]
+                ax.plot(xs, ys, linestyle, color=f"C{i}", linewidth=1, label=label)
+                for x, y, p in zip(xs, ys, line, strict=True):
+                    family = parse_output_transform(p["teacher_outputs"]).kind
+                    ax.scatter(x, y, marker=TRANSFORM_MARKERS[family], s=30, color=f"C{i}")
+    for ax, ylabel in zip(axes, panels.values(), strict=True):
+        ax.set_xscale("log")
+        ax.axvspan(exact_x / 2, exact_x * 2, color="0.92", zorder=0)
+        ax.set_xlabel("output error: RMSE(seen - exact) / std(exact)")
+        ax.set_ylabel(ylabel, fontsize=9)
+    axes[0].set_ylim(-0.05, 1.05)
+    axes[0].legend(fontsize=7, title="activation", title_fontsize=7)
+    exact_angle = metrics[0]["exact_angle_deg"]
+    axes[1].axhline(exact_angle, color="0.6", linewidth=0.8, linestyle=":")
+    axes[1].set_yscale("log")
+    axes[1].set_ylim(ANGLE_FLOOR_DEG / 2, 180)
+    axes[1].set_title(f"dotted: exact angle ({exact_angle:g} deg)", fontsize=9)
+    axes[2].legend(
+        handles=[
+            Line2D([], [], marker=marker, linestyle="", color="0.3", label=family)
+            for family, marker in TRANSFORM_MARKERS.items()
+        ],
+        fontsize=7,
+        title=f"transform (none: exact, drawn at {exact_x:.0e})",
+        title_fontsize=7,
+    )
+    axes[0].set_title(f"{sum(p['problems'] for p in points)} synthetic recoveries", fontsize=9)
+    fig.tight_layout()
+    return fig

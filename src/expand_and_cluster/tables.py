@@ -20,6 +20,7 @@ import numpy as np
 
 from expand_and_cluster.confidence import FLAGS
 from expand_and_cluster.evaluate import STATUSES
+from expand_and_cluster.outputs import transform_order
 
 RECOVERY_COLUMNS = (
     "teacher",
@@ -105,6 +106,19 @@ FLAG_COLUMNS = (
     "precision",
     "recall",
     *FLAGS,
+)
+ROBUSTNESS_COLUMNS = (
+    "activation",
+    "expansion",
+    "gamma",
+    "beta_deg",
+    "teacher_outputs",
+    "output_error",
+    "problems",
+    *STATUSES,
+    "fraction_exact",
+    "angle_median_deg",
+    "width_error",
 )
 TIMING_COLUMNS = (
     "teacher",
@@ -313,6 +327,72 @@ def flag_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def width_error(m: dict[str, Any]) -> float:
+    """How far a recovery's hidden widths are from the teacher's: the summed absolute
+    difference over the teacher's total width (1 for a failed recovery: no neuron)."""
+    teacher = m["teacher_widths"]
+    if m["widths"] is None:
+        return 1.0
+    return sum(abs(r - t) for r, t in zip(m["widths"], teacher, strict=True)) / sum(teacher)
+
+
+def robustness_points(metrics: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The synthetic recoveries per activation x expansion x gamma/beta x output transform
+    (``teacher_outputs``), mildest transform first, as numbers: the error the transform
+    applied to the outputs (``output_error``, the median over the group of each queries'
+    RMSE against the exact outputs over their standard deviation), the count of each status,
+    the fraction recovered exactly, the median over recoveries of the median angle of the
+    matched teacher neurons (None when none matched), and the mean :func:`width_error`."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for m in metrics:
+        if m["kind"] == "synthetic":
+            setting = (m["activation"], float(m["expansion"]), m["gamma"], m["beta_deg"])
+            groups[(*setting, m["teacher_outputs"])].append(m)
+    points = []
+    for key in sorted(groups, key=lambda k: (*k[:-1], transform_order(k[-1]))):
+        activation, expansion, gamma, beta_deg, spec = key
+        ms = groups[key]
+        counts = {s: sum(m["status"] == s for m in ms) for s in STATUSES}
+        angles = [m["angle_median_deg"] for m in ms if m["angle_median_deg"] is not None]
+        points.append(
+            {
+                "activation": activation,
+                "expansion": expansion,
+                "gamma": gamma,
+                "beta_deg": beta_deg,
+                "teacher_outputs": spec,
+                "output_error": statistics.median(m["teacher_output_error"] for m in ms),
+                "problems": len(ms),
+                **counts,
+                "fraction_exact": counts["exact"] / len(ms),
+                "angle_median_deg": statistics.median(angles) if angles else None,
+                "width_error": statistics.mean(width_error(m) for m in ms),
+            }
+        )
+    return points
+
+
+def robustness_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """:func:`robustness_points` as table rows: how recovery degrades as the outputs the
+    students see get noisier or coarser."""
+    return [
+        {
+            "activation": p["activation"],
+            "expansion": f"{p['expansion']:g}",
+            "gamma": f"{p['gamma']:g}",
+            "beta_deg": f"{p['beta_deg']:g}",
+            "teacher_outputs": p["teacher_outputs"],
+            "output_error": _number(p["output_error"]),
+            "problems": str(p["problems"]),
+            **{s: str(p[s]) for s in STATUSES},
+            "fraction_exact": f"{p['fraction_exact']:.2f}",
+            "angle_median_deg": _number(p["angle_median_deg"], 2),
+            "width_error": f"{p['width_error']:.3f}",
+        }
+        for p in robustness_points(metrics)
+    ]
 
 
 def summary_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, str]]:

@@ -32,6 +32,7 @@ from expand_and_cluster.evaluate import (
     recovery_id,
     recovery_labels as make_recovery_labels,
 )
+from expand_and_cluster.outputs import output_transform_id, parse_output_transform
 from expand_and_cluster.reconstruct import RecoverySettings
 from expand_and_cluster.resources import check_memory, estimate_recovery_memory
 from expand_and_cluster.students import TrainSettings
@@ -137,10 +138,11 @@ def parse_widths(text):
 
 def build_teachers(cfg):
     """Teacher id -> spec, from the validated config. Ids carry the teacher's identity:
-    synthetic ``{activation}-{sizes}[-{inputs}]-s{seed}`` (e.g. ``tanh-5-4-1-s0``), trained
+    synthetic ``{activation}-{sizes}[-{inputs}][-o{outputs}]-s{seed}`` (e.g. ``tanh-5-4-1-s0``,
+    ``tanh-5-4-1-onoise0.001-s0`` for noisy outputs), trained
     ``{dataset}-{activation}-{hidden}[-{queries}]-s{seed}`` (e.g. ``digits-relu-12-s0``,
     ``mnist-n500-g-16-train-s0`` for a teacher trained on 500 images); the query design
-    appears only when it is not the default (gaussian)."""
+    and the output transform appear only when they are not the defaults (gaussian, none)."""
     teachers = {}
 
     def add(spec):
@@ -154,24 +156,29 @@ def build_teachers(cfg):
 
     queries = cfg["queries"]
     for group in cfg["teachers"]["synthetic"]:
+        transforms = output_transforms(group["outputs"])
         for act in group["activations"]:
             for text in group["sizes"]:
                 sizes = parse_widths(text)
                 for seed in group["seeds"]:
                     dist = group["inputs"]
-                    add(
-                        {
-                            "id": f"{act}-{sizes_id(sizes)}{distribution_id(dist)}-s{seed}",
-                            "kind": "synthetic",
-                            "activation": act,
-                            "sizes": sizes,
-                            "seed": seed,
-                            "inputs": dist,
-                            "query_label": dist,
-                            "expansions": cfg["students"]["expansions"],
-                            "queries": {"distribution": dist, "n": queries["n"], "seed": seed},
-                        }
-                    )
+                    for oid, transform in transforms.items():
+                        add(
+                            {
+                                "id": f"{act}-{sizes_id(sizes)}{distribution_id(dist)}{oid}-s{seed}",
+                                "kind": "synthetic",
+                                "activation": act,
+                                "sizes": sizes,
+                                "seed": seed,
+                                "inputs": dist,
+                                "query_label": dist,
+                                "expansions": cfg["students"]["expansions"],
+                                "queries": {"distribution": dist, "n": queries["n"], "seed": seed},
+                                # Only when transformed: the exact teachers' specs (and the
+                                # provenance and hashes made from them) stay as they were.
+                                **({"outputs": transform} if oid else {}),
+                            }
+                        )
     for group in cfg["teachers"]["trained"]:
         dataset = group["dataset"]
         images = {
@@ -217,6 +224,16 @@ def build_teachers(cfg):
             "teachers.trained"
         )
     return teachers
+
+
+def output_transforms(specs):
+    """Teacher id part -> canonical spec of a synthetic group's ``outputs`` (one line per
+    bad spec, naming the accepted forms; two spellings of one transform are refused)."""
+    key = "teachers.synthetic.outputs"
+    for spec in specs:
+        checked_config(key, lambda: parse_output_transform(spec))
+    ids = unique_ids(specs, output_transform_id, key)
+    return {oid: parse_output_transform(spec).spec for oid, spec in ids.items()}
 
 
 def checked_config(key, make):
@@ -316,6 +333,9 @@ check_settings(config)
 check_job_memory(config, TEACHERS)
 SYNTHETIC = sorted(t for t, s in TEACHERS.items() if s["kind"] == "synthetic")
 TRAINED = sorted(t for t, s in TEACHERS.items() if s["kind"] == "trained")
+# Some teacher's outputs reach its students transformed: the study gets the robustness
+# table and figure.
+TRANSFORMED_OUTPUTS = any("outputs" in s for s in TEACHERS.values())
 # Image data sets with files (digits are bundled) that a teacher or a query design reads.
 DATASETS_USED = sorted(
     {s["images"]["dataset"] for s in TEACHERS.values() if s["kind"] == "trained"}
@@ -388,6 +408,7 @@ def final_targets():
         *expand(rules.tables.output, study=STUDY),
         *expand(rules.study_figures.output, study=STUDY),
         *(recovery_targets(rules.recovery_figures.output) if per_recovery else []),
+        *(expand(rules.robustness.output, study=STUDY) if TRANSFORMED_OUTPUTS else []),
     ]
 
 
@@ -396,6 +417,13 @@ def final_targets():
 
 def teacher_spec(wildcards):
     return TEACHERS[wildcards.teacher]
+
+
+def output_transform(wildcards):
+    """What the students see of the teacher's outputs (expand_and_cluster.outputs
+    .transform_outputs): the transform's spec and its seed, the teacher's."""
+    spec = TEACHERS[wildcards.teacher]
+    return {"spec": spec.get("outputs", "none"), "seed": spec["seed"]}
 
 
 def query_design(wildcards):
@@ -483,6 +511,7 @@ def recovery_labels(wildcards):
         EXPANSIONS[wildcards.expansion],
         **RECOVERIES[wildcards.recovery],
         queries=spec["query_label"],
+        teacher_outputs=output_transform(wildcards)["spec"],
     )
 
 
@@ -549,6 +578,7 @@ def teacher_job(wildcards):
         "teacher": at(rules.synthetic_teacher.output[0]),
         "design": query_design(step()),
         "queries": at(rules.queries.output[0]),
+        "outputs": output_transform(step()),
         "activation": activation(step()),
         "expansions": [
             {

@@ -171,3 +171,33 @@ rule study_figures:
         settings=figure_settings,
     script:
         "../scripts/study_figures.py"
+
+
+# Only a study whose teachers' outputs reach the students transformed (teachers.synthetic
+# .outputs) asks for these (final_targets).
+rule robustness:
+    input:
+        metrics=all_metrics,
+    output:
+        table_csv=report(
+            "results/{study}/tables/robustness.csv",
+            caption="../report/robustness_table.rst",
+            category="Tables",
+            labels={"table": "imperfect outputs"},
+        ),
+        table_md="results/{study}/tables/robustness.md",
+        figure=report(
+            "results/{study}/figures/robustness.png",
+            caption="../report/robustness.rst",
+            category="Study",
+            labels={"figure": "imperfect outputs"},
+        ),
+    log:
+        "results/{study}/logs/robustness.log",
+    conda:
+        "../../envs/study.yaml"
+    threads: 1
+    params:
+        settings=figure_settings,
+    script:
+        "../scripts/robustness.py"

@@ -44,6 +44,7 @@ rule queries:
     threads: 1
     params:
         design=query_design,
+        outputs=output_transform,
     script:
         "../scripts/queries.py"
 

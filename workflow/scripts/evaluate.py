@@ -6,6 +6,7 @@ import _study
 
 from expand_and_cluster.data import heldout_inputs
 from expand_and_cluster.evaluate import EvaluationSettings, recovery_metrics
+from expand_and_cluster.outputs import output_metrics
 from expand_and_cluster.store import (
     network_attrs,
     read_input_mask,
@@ -50,6 +51,8 @@ def main(
         teacher_test_accuracy=network_attrs(teacher_store).get("test_accuracy"),
         input_mask=None if network is None else read_input_mask(store),
     )
+    # What the students saw (the queries file) against the exact teacher's outputs.
+    metrics.update(output_metrics(teacher(x), y))
     if network is None:
         log.info("recovery failed: %s", summary["reason"])
     else:

@@ -38,7 +38,7 @@ def benchmarked(path: str) -> Iterator[None]:
 
 def main(plan: dict, n_students: int, train: dict, heldout: dict, evaluation: dict) -> None:
     synthetic_teacher.main(plan["spec"], plan["teacher"])
-    queries.main(plan["teacher"], plan["design"], plan["queries"])
+    queries.main(plan["teacher"], plan["design"], plan["outputs"], plan["queries"])
     for expansion in plan["expansions"]:
         for job in expansion["training"]:
             with benchmarked(job["benchmark"]):
