@@ -28,7 +28,7 @@ from expand_and_cluster.prune import (
     neuron_contributions,
     noise_floor,
     prune_network,
-    prune_to_threshold,
+    prune_to_noise_floor,
     pruning_threshold,
 )
 from expand_and_cluster.reconstruct import recovery_summary
@@ -176,17 +176,22 @@ def test_pruning_is_redone_at_the_noise_floor_when_it_removed_something_real():
     y = teacher(x)
     network, _ = fit_output_layer(teacher.weights[:1], teacher.biases[:1], "tanh", x, y)
     settings = FinetuneSettings(max_iterations=200)
-    (kept, result, pruned, _), used = prune_to_threshold(network, x, y, 1e-4, 1e-6, settings)
-    assert (kept.hidden_widths, pruned, used) == ([3], [[]], 1e-6)
+    floor = 1e-7  # students that fit the outputs to 1e-7 of their variance
+    (kept, result, pruned, _), used = prune_to_noise_floor(
+        network, x, y, 1e-4, floor, "noise_floor", settings
+    )
+    assert (kept.hidden_widths, pruned, used) == ([3], [[]], pytest.approx(1e-6))
     assert result.loss_after < 1e-20
-    (fixed, _, pruned, _), used = prune_to_threshold(network, x, y, 1e-4, 1e-4, settings)
+    (fixed, _, pruned, _), used = prune_to_noise_floor(
+        network, x, y, 1e-4, floor, "fixed", settings
+    )
     assert (fixed.hidden_widths, pruned, used) == ([2], [[2]], 1e-4)
 
 
 def test_a_zero_output_teacher_neuron_is_silent_and_the_functional_width_exact():
     teacher = _independent_teacher(np.array([1.0, 0.7, 0.0, 0.4]))
     x = np.random.default_rng(0).standard_normal((2000, 4))
-    silent, contribution = silent_neurons(teacher, x, output_error=0.0)
+    silent, contribution = silent_neurons(teacher, x, error_fraction=0.0)
     assert silent == [[2]]
     assert abs(contribution[0][2]) < 1e-20
     assert min(contribution[0][i] for i in (0, 1, 3)) > 0.05
@@ -218,5 +223,5 @@ def test_noisy_outputs_raise_the_silence_floor():
     """With outputs 1e-3 of their variance off, a neuron explaining 1e-5 is silent."""
     teacher = _independent_teacher(np.array([1.0, np.sqrt(1e-5 * 1.0)]))
     x = np.random.default_rng(0).standard_normal((4000, 2))
-    assert silent_neurons(teacher, x, output_error=0.0)[0] == [[]]
-    assert silent_neurons(teacher, x, output_error=1e-3)[0] == [[1]]
+    assert silent_neurons(teacher, x, error_fraction=0.0)[0] == [[]]
+    assert silent_neurons(teacher, x, error_fraction=1e-3)[0] == [[1]]

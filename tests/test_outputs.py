@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from expand_and_cluster.errors import InputError
+from expand_and_cluster.evaluate import output_error
 from expand_and_cluster.outputs import (
-    output_error,
     output_precision,
     output_transform_id,
     parse_output_transform,

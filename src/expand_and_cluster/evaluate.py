@@ -3,6 +3,7 @@ recovery's identity (labels), status and metrics."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,19 +257,29 @@ def recovery_labels(
     }
 
 
+def output_error(exact: np.ndarray, seen: np.ndarray) -> float:
+    """The error a transform actually applied: the RMSE of ``seen`` minus ``exact`` over
+    the standard deviation of ``exact`` (0 for identical outputs; inf when ``exact`` is
+    constant and ``seen`` is not)."""
+    exact = np.asarray(exact, dtype=np.float64)
+    rmse = float(np.sqrt(np.mean((np.asarray(seen, dtype=np.float64) - exact) ** 2)))
+    std = float(np.std(exact)) if np.ptp(exact) > 0 else 0.0  # constant: no spread
+    return rmse / std if std > 0 else (math.inf if rmse > 0 else 0.0)
+
+
 def silent_neurons(
-    teacher: MLP, x: np.ndarray, output_error: float
+    teacher: MLP, x: np.ndarray, error_fraction: float
 ) -> tuple[list[list[int]], list[list[float]]]:
     """Per hidden layer, the teacher's silent neurons and every neuron's contribution on
     inputs ``x`` (:func:`expand_and_cluster.prune.neuron_contributions` with the teacher's
     own outputs). A neuron is silent when it contributes less than NOISE_FLOOR_FACTOR
-    times the outputs' noise floor: ``output_error``, the fraction of the output variance
+    times the outputs' noise floor: ``error_fraction``, the fraction of the output variance
     by which the outputs the students saw differ from the teacher's (0 for exact outputs),
     or the refits' own float64 residual when that is larger. No method can identify a
     silent neuron from these outputs (one with outgoing weights 0 is the extreme case), so
     it is reported apart from a missed one."""
     contributions, residual = neuron_contributions(teacher, x, teacher(x))
-    floor = NOISE_FLOOR_FACTOR * max(output_error, residual)
+    floor = NOISE_FLOOR_FACTOR * max(error_fraction, residual)
     return (
         [np.flatnonzero(c < floor).tolist() for c in contributions],
         [c.tolist() for c in contributions],
@@ -340,15 +351,12 @@ def recovery_metrics(
         None if students is None else student_teacher_angles(teacher, *students, student_failed)
     )
     metrics["teacher_test_accuracy"] = teacher_test_accuracy
-    y = np.asarray(y, dtype=np.float64).reshape(len(x), -1)
-    exact_y = teacher(x)
-    error = float(np.mean(np.sum((y - exact_y) ** 2, axis=1)))
-    variance = float(np.sum(np.var(exact_y, axis=0)))
-    output_error = error / variance if variance > 0 else 0.0
-    silent, contribution = silent_neurons(teacher, x_test, output_error)
+    # The error the outputs the students saw carry (a teacher_outputs transform), as a
+    # fraction of the output variance: the floor below which a teacher neuron is silent.
+    error = output_error(teacher(x), np.reshape(y, (len(x), -1))) ** 2
+    silent, contribution = silent_neurons(teacher, x_test, error)
     functional = functional_teacher(teacher, silent)
     metrics.update(
-        output_error=output_error,
         teacher_contribution=contribution,
         silent_neurons=silent,
         teacher_widths_functional=functional.hidden_widths,
@@ -484,7 +492,6 @@ def blackbox_metrics(
         "first_layer_angle_deg": None,
         "first_layer_angle_deg_masked": None,
         "teacher_of": None,
-        "output_error": None,
         "teacher_contribution": None,
         "silent_neurons": None,
         "teacher_widths_functional": None,

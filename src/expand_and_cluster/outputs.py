@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from expand_and_cluster.errors import InputError
-from expand_and_cluster.evaluate import number_id
+from expand_and_cluster.evaluate import number_id, output_error
 from expand_and_cluster.seeding import numpy_rng
 
 # Accepted spec forms -> what each does to the outputs y (one column per output).
@@ -224,16 +224,6 @@ def output_precision(y: np.ndarray) -> tuple[str, float]:
     floors = {name: floor(step) for name, step in candidates.items()}
     # The coarsest grid; among equal floors (constant outputs) the first of the order above.
     return max(floors.items(), key=lambda item: item[1])
-
-
-def output_error(exact: np.ndarray, seen: np.ndarray) -> float:
-    """The error a transform actually applied: the RMSE of ``seen`` minus ``exact`` over
-    the standard deviation of ``exact`` (0 for identical outputs; inf when ``exact`` is
-    constant and ``seen`` is not)."""
-    exact = np.asarray(exact, dtype=np.float64)
-    rmse = float(np.sqrt(np.mean((np.asarray(seen, dtype=np.float64) - exact) ** 2)))
-    std = float(_column_std(exact.reshape(-1, 1))[0])
-    return rmse / std if std > 0 else (math.inf if rmse > 0 else 0.0)
 
 
 def output_metrics(exact: np.ndarray, seen: np.ndarray) -> dict[str, object]:

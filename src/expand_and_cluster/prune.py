@@ -52,7 +52,7 @@ def pruning_threshold(floor: float, rule: str, min_explained_variance: float) ->
     """The smallest fraction of the outputs' variance a neuron must explain to stay: with
     rule ``fixed``, ``min_explained_variance``; with ``noise_floor``,
     :data:`NOISE_FLOOR_FACTOR` times the noise ``floor`` (:func:`noise_floor`), at most
-    ``min_explained_variance`` (see :func:`prune_to_threshold`)."""
+    ``min_explained_variance`` (see :func:`prune_to_noise_floor`)."""
     if rule not in PRUNING_RULES:
         raise ValueError(f"pruning rule must be one of {PRUNING_RULES}; got {rule!r}")
     if rule == "fixed":
@@ -60,24 +60,36 @@ def pruning_threshold(floor: float, rule: str, min_explained_variance: float) ->
     return float(min(min_explained_variance, NOISE_FLOOR_FACTOR * floor))
 
 
-def prune_to_threshold(
+def prune_to_noise_floor(
     network: MLP,
     x: np.ndarray,
     y: np.ndarray,
     min_explained_variance: float,
-    threshold: float,
+    floor: float,
+    rule: str,
     finetune: FinetuneSettings,
 ) -> tuple[tuple[MLP, FinetuneResult, list[list[int]], list[list[int]]], float]:
-    """:func:`prune_and_finetune` at ``min_explained_variance``; when the fine-tuned network
-    then leaves more than ``threshold`` (smaller) of the output variance unexplained, the
-    pruning removed something real (a neuron that explains less than
-    ``min_explained_variance`` but more than the noise floor), so the pruning is redone
-    from the start at ``threshold``, and the better fit kept. Pruning at the larger
-    threshold first matters: before fine-tuning, near-duplicate neurons explain up to
-    about the students' error each, and keeping them makes the fine-tuning crawl
-    (measured: 2.6x the recovery time of a digits teacher at expansion 4). Returns
-    the result and the threshold it used."""
-    first = prune_and_finetune(network, x, y, min_explained_variance, finetune)
+    """:func:`prune_and_finetune` at ``min_explained_variance``, adjusted to the outputs'
+    noise ``floor`` (:func:`noise_floor`) with rule ``noise_floor`` (``fixed``: no
+    adjustment). Returns the result and the drop-one threshold it used.
+
+    Downwards: when the fine-tuned network leaves more than the
+    :func:`pruning_threshold` of the output variance unexplained, the pruning removed
+    something real (a neuron that explains less than ``min_explained_variance`` but more
+    than the noise floor), so it is redone from the start at that threshold and the better
+    fit kept. Pruning at the larger threshold first matters: before fine-tuning,
+    near-duplicate neurons explain up to about the students' error each, and keeping them
+    makes the fine-tuning crawl (measured: 2.6x the recovery time of a digits teacher at
+    expansion 4).
+
+    Upwards: the merge of near duplicates by re-fine-tuning (:func:`_prune_with_finetune`)
+    accepts networks that leave up to :data:`NOISE_FLOOR_FACTOR` times the floor
+    unexplained."""
+    threshold = pruning_threshold(floor, rule, min_explained_variance)
+    noise_level = (
+        NOISE_FLOOR_FACTOR * floor if rule == "noise_floor" and np.isfinite(floor) else 0.0
+    )
+    first = prune_and_finetune(network, x, y, min_explained_variance, finetune, noise_level)
     variance = float(np.sum(np.var(y, axis=0)))
     unexplained = first[1].loss_after * y.shape[1] / variance if variance > 0 else 0.0
     if threshold >= min_explained_variance or unexplained <= threshold:
@@ -89,7 +101,7 @@ def prune_to_threshold(
         unexplained,
         threshold,
     )
-    second = prune_and_finetune(network, x, y, threshold, finetune)
+    second = prune_and_finetune(network, x, y, threshold, finetune, noise_level)
     if second[1].loss_after < first[1].loss_after:
         return second, threshold
     return first, min_explained_variance
@@ -120,19 +132,21 @@ def prune_and_finetune(
     y: np.ndarray,
     min_explained_variance: float,
     finetune: FinetuneSettings,
+    noise_level: float = 0.0,
 ) -> tuple[MLP, FinetuneResult, list[list[int]], list[list[int]]]:
     """Prune, fine-tune, prune again, then try removing neurons one by one with a
     fine-tune each (duplicates that were a little apart before fine-tuning coincide after
-    it). Returns the network, the last fine-tuning, per hidden layer the removed neurons,
-    and per hidden layer those removed only because a linear function explained them
-    (:func:`prune_network`), both in the numbering of the network given."""
+    it; ``noise_level``: :func:`_prune_with_finetune`). Returns the network, the last
+    fine-tuning, per hidden layer the removed neurons, and per hidden layer those removed
+    only because a linear function explained them (:func:`prune_network`), both in the
+    numbering of the network given."""
     network, first, linear_first = prune_network(network, x, y, min_explained_variance)
     network, result = finetune_network(network, x, y, finetune)
     network, second, linear_second = prune_network(network, x, y, min_explained_variance)
     if any(second):
         network, result = finetune_network(network, x, y, finetune)
     network, result, third = _prune_with_finetune(
-        network, result, x, y, min_explained_variance, finetune
+        network, result, x, y, min_explained_variance, finetune, noise_level
     )
     pruned = [
         _original_indices(_original_indices(a, b), c)
@@ -302,13 +316,17 @@ def _prune_with_finetune(
     y: np.ndarray,
     min_explained_variance: float,
     settings: FinetuneSettings,
+    noise_level: float = 0.0,
 ) -> tuple[MLP, FinetuneResult, list[list[int]]]:
     """Try removing each hidden layer's least important neuron and fine-tuning again; keep
     the removal when the fine-tuned network still explains all but
-    ``min_explained_variance`` of the output variance and fits no worse than (twice)
-    before. This catches what the drop-one test cannot: one neuron of the unknown network
-    shared by two recovered neurons a few degrees apart, which only a re-fine-tune merges."""
-    tolerance = min_explained_variance * float(np.sum(np.var(y, axis=0)))
+    ``min_explained_variance`` (or ``noise_level``, when larger) of the output variance and
+    fits no worse than (twice) before. This catches what the drop-one test cannot: one
+    neuron of the unknown network shared by two recovered neurons a few degrees apart,
+    which only a re-fine-tune merges. With noisy outputs no network explains more than
+    what the noise leaves, so the first test must allow for it (measured: at output noise
+    1e-2 of the standard deviation, 1e-4 of the variance, excess neurons stayed)."""
+    tolerance = max(min_explained_variance, noise_level) * float(np.sum(np.var(y, axis=0)))
     pruned: list[list[int]] = [[] for _ in network.hidden_widths]
     if min_explained_variance <= 0:
         return network, finetune, pruned

@@ -36,7 +36,7 @@ from expand_and_cluster.prune import (
     PRUNING_RULES,
     fit_output_layer,
     noise_floor,
-    prune_to_threshold,
+    prune_to_noise_floor,
     pruning_threshold,
 )
 from expand_and_cluster.resources import check_memory, estimate_recovery_memory
@@ -98,12 +98,15 @@ class RecoverySettings:
     )
     pruning: str = setting(
         "noise_floor",
-        "How low the pruning threshold may go: noise_floor (prune at min_explained_variance; "
+        "How pruning follows the outputs' noise floor: noise_floor (prune at "
+        "min_explained_variance; "
         "when the fine-tuned network then leaves more than "
         f"{NOISE_FLOOR_FACTOR:g} times the outputs' noise floor (estimated from the students' "
         "residuals) unexplained, prune again at that level, so that a small real neuron "
-        "survives outputs the students fit well) or fixed (min_explained_variance only) "
-        "(expand_and_cluster.prune.prune_to_threshold).",
+        "survives outputs the students fit well; near duplicates are merged as long as the "
+        "network leaves no more than that unexplained, so that noisy outputs are not "
+        "fitted by excess neurons) or fixed (min_explained_variance only) "
+        "(expand_and_cluster.prune.prune_to_noise_floor).",
         choices=PRUNING_RULES,
     )
     confidence_resamples: int = setting(
@@ -354,9 +357,8 @@ def reconstruct(
     network, fit_mse = fit_output_layer(hidden_w, hidden_b, activation, x, y)
     log.info("output layer fitted by least squares: MSE %.3e", fit_mse)
     floor = noise_floor(y, losses[healthy])
-    threshold = pruning_threshold(floor, settings.pruning, settings.min_explained_variance)
-    (network, finetune, pruned, linear), used = prune_to_threshold(
-        network, x, y, settings.min_explained_variance, threshold, settings.finetune
+    (network, finetune, pruned, linear), used = prune_to_noise_floor(
+        network, x, y, settings.min_explained_variance, floor, settings.pruning, settings.finetune
     )
     for rec, explained in zip(layers[:-1], linear[:-1], strict=True):
         rec.linear_dropped_by_pruning = explained
@@ -398,7 +400,9 @@ def reconstruct(
         {
             "floor": floor,
             "pruning": settings.pruning,
-            "pruning_threshold": threshold,
+            "pruning_threshold": pruning_threshold(
+                floor, settings.pruning, settings.min_explained_variance
+            ),
             "pruning_threshold_used": used,
         },
         confidence,

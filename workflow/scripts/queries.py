@@ -6,7 +6,8 @@ import logging
 import _study
 
 from expand_and_cluster.data import query_inputs
-from expand_and_cluster.outputs import output_error, transform_outputs
+from expand_and_cluster.evaluate import output_error
+from expand_and_cluster.outputs import transform_outputs
 from expand_and_cluster.store import read_network, write_queries
 
 log = logging.getLogger("study.queries")
