@@ -69,27 +69,22 @@ def prune_to_noise_floor(
     rule: str,
     finetune: FinetuneSettings,
 ) -> tuple[tuple[MLP, FinetuneResult, list[list[int]], list[list[int]]], float]:
-    """:func:`prune_and_finetune` at ``min_explained_variance``, adjusted to the outputs'
-    noise ``floor`` (:func:`noise_floor`) with rule ``noise_floor`` (``fixed``: no
-    adjustment). Returns the result and the drop-one threshold it used.
-
-    Downwards: when the fine-tuned network leaves more than the
-    :func:`pruning_threshold` of the output variance unexplained, the pruning removed
+    """:func:`prune_and_finetune` at ``min_explained_variance``; with rule ``noise_floor``,
+    when the fine-tuned network then leaves more than the :func:`pruning_threshold` of the
+    outputs' noise ``floor`` (:func:`noise_floor`) unexplained, the pruning removed
     something real (a neuron that explains less than ``min_explained_variance`` but more
-    than the noise floor), so it is redone from the start at that threshold and the better
-    fit kept. Pruning at the larger threshold first matters: before fine-tuning,
-    near-duplicate neurons explain up to about the students' error each, and keeping them
-    makes the fine-tuning crawl (measured: 2.6x the recovery time of a digits teacher at
-    expansion 4).
+    than the noise floor), so it is redone from the start at that threshold and the
+    better fit kept. Returns the result and the threshold it used.
 
-    Upwards: the merge of near duplicates by re-fine-tuning (:func:`_prune_with_finetune`)
-    accepts networks that leave up to :data:`NOISE_FLOOR_FACTOR` times the floor
-    unexplained."""
+    Pruning at the larger threshold first matters: before fine-tuning, near-duplicate
+    neurons explain up to about the students' error each, and keeping them makes the
+    fine-tuning crawl (measured: 2.6x the recovery time of a digits teacher at expansion
+    4). The threshold does not follow the floor upwards: a students' error above
+    ``min_explained_variance`` may be noise in the outputs or students that stopped short,
+    and the two cannot be told apart from the residuals (measured: merging near duplicates
+    up to 10x the floor cost real neurons at expansion 1 on the default study)."""
     threshold = pruning_threshold(floor, rule, min_explained_variance)
-    noise_level = (
-        NOISE_FLOOR_FACTOR * floor if rule == "noise_floor" and np.isfinite(floor) else 0.0
-    )
-    first = prune_and_finetune(network, x, y, min_explained_variance, finetune, noise_level)
+    first = prune_and_finetune(network, x, y, min_explained_variance, finetune)
     variance = float(np.sum(np.var(y, axis=0)))
     unexplained = first[1].loss_after * y.shape[1] / variance if variance > 0 else 0.0
     if threshold >= min_explained_variance or unexplained <= threshold:
@@ -101,7 +96,7 @@ def prune_to_noise_floor(
         unexplained,
         threshold,
     )
-    second = prune_and_finetune(network, x, y, threshold, finetune, noise_level)
+    second = prune_and_finetune(network, x, y, threshold, finetune)
     if second[1].loss_after < first[1].loss_after:
         return second, threshold
     return first, min_explained_variance
@@ -132,21 +127,19 @@ def prune_and_finetune(
     y: np.ndarray,
     min_explained_variance: float,
     finetune: FinetuneSettings,
-    noise_level: float = 0.0,
 ) -> tuple[MLP, FinetuneResult, list[list[int]], list[list[int]]]:
     """Prune, fine-tune, prune again, then try removing neurons one by one with a
     fine-tune each (duplicates that were a little apart before fine-tuning coincide after
-    it; ``noise_level``: :func:`_prune_with_finetune`). Returns the network, the last
-    fine-tuning, per hidden layer the removed neurons, and per hidden layer those removed
-    only because a linear function explained them (:func:`prune_network`), both in the
-    numbering of the network given."""
+    it). Returns the network, the last fine-tuning, per hidden layer the removed neurons,
+    and per hidden layer those removed only because a linear function explained them
+    (:func:`prune_network`), both in the numbering of the network given."""
     network, first, linear_first = prune_network(network, x, y, min_explained_variance)
     network, result = finetune_network(network, x, y, finetune)
     network, second, linear_second = prune_network(network, x, y, min_explained_variance)
     if any(second):
         network, result = finetune_network(network, x, y, finetune)
     network, result, third = _prune_with_finetune(
-        network, result, x, y, min_explained_variance, finetune, noise_level
+        network, result, x, y, min_explained_variance, finetune
     )
     pruned = [
         _original_indices(_original_indices(a, b), c)
@@ -316,17 +309,13 @@ def _prune_with_finetune(
     y: np.ndarray,
     min_explained_variance: float,
     settings: FinetuneSettings,
-    noise_level: float = 0.0,
 ) -> tuple[MLP, FinetuneResult, list[list[int]]]:
     """Try removing each hidden layer's least important neuron and fine-tuning again; keep
     the removal when the fine-tuned network still explains all but
-    ``min_explained_variance`` (or ``noise_level``, when larger) of the output variance and
-    fits no worse than (twice) before. This catches what the drop-one test cannot: one
-    neuron of the unknown network shared by two recovered neurons a few degrees apart,
-    which only a re-fine-tune merges. With noisy outputs no network explains more than
-    what the noise leaves, so the first test must allow for it (measured: at output noise
-    1e-2 of the standard deviation, 1e-4 of the variance, excess neurons stayed)."""
-    tolerance = max(min_explained_variance, noise_level) * float(np.sum(np.var(y, axis=0)))
+    ``min_explained_variance`` of the output variance and fits no worse than (twice)
+    before. This catches what the drop-one test cannot: one neuron of the unknown network
+    shared by two recovered neurons a few degrees apart, which only a re-fine-tune merges."""
+    tolerance = min_explained_variance * float(np.sum(np.var(y, axis=0)))
     pruned: list[list[int]] = [[] for _ in network.hidden_widths]
     if min_explained_variance <= 0:
         return network, finetune, pruned

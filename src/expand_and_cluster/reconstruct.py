@@ -98,14 +98,12 @@ class RecoverySettings:
     )
     pruning: str = setting(
         "noise_floor",
-        "How pruning follows the outputs' noise floor: noise_floor (prune at "
+        "How low the pruning threshold may go: noise_floor (prune at "
         "min_explained_variance; "
         "when the fine-tuned network then leaves more than "
         f"{NOISE_FLOOR_FACTOR:g} times the outputs' noise floor (estimated from the students' "
         "residuals) unexplained, prune again at that level, so that a small real neuron "
-        "survives outputs the students fit well; near duplicates are merged as long as the "
-        "network leaves no more than that unexplained, so that noisy outputs are not "
-        "fitted by excess neurons) or fixed (min_explained_variance only) "
+        "survives outputs the students fit well) or fixed (min_explained_variance only) "
         "(expand_and_cluster.prune.prune_to_noise_floor).",
         choices=PRUNING_RULES,
     )
