@@ -5,8 +5,14 @@ import pytest
 
 from expand_and_cluster import ACTIVATIONS, RecoverySettings, TrainSettings, recover
 from expand_and_cluster.data import sample_inputs
-from expand_and_cluster.evaluate import compare_networks
+from expand_and_cluster.evaluate import (
+    EvaluationSettings,
+    compare_networks,
+    recovery_labels,
+    recovery_metrics,
+)
 from expand_and_cluster.network import MLP
+from expand_and_cluster.reconstruct import recovery_summary
 from expand_and_cluster.teachers import synthetic_teacher
 
 # Small but honest: 4000 queries, 10 students 4x wider than the teacher, 1000 epochs.
@@ -135,3 +141,38 @@ def test_finetune_stops_when_a_block_of_iterations_barely_improves():
     )
     assert hasty.iterations % 10 == 0 and hasty.loss_after < hasty.loss_before
     assert patient.iterations > hasty.iterations and patient.loss_after < hasty.loss_after
+
+
+def test_a_zero_output_teacher_neuron_is_silent_and_the_functional_width_exact():
+    """A teacher neuron whose outgoing weight is 0 cannot be seen in the outputs: the
+    students hold the other three, the recovery has width 3, and the evaluation reports the
+    neuron silent, the functional width exact and the functional status exact, while the
+    nominal status stays inexact (no real loss hidden)."""
+    teacher = synthetic_teacher("4,4,1", "tanh", seed=3)
+    teacher.weights[1][0, 2] = 0.0
+    recovery, students, _ = run(teacher)
+    x = sample_inputs("gaussian", QUERIES, teacher.n_inputs, seed=0)
+    summary = recovery_summary(
+        recovery_labels("t", "synthetic", "tanh", [4, 4, 1], 4.0, 0.5, 60.0),
+        10,
+        recovery,
+        None,
+    )
+    metrics = recovery_metrics(
+        summary,
+        teacher,
+        recovery.network,
+        students.final_loss,
+        students.failed,
+        [16],
+        x,
+        teacher(x),
+        sample_inputs("gaussian", 5000, teacher.n_inputs, 0, "held-out"),
+        EvaluationSettings(),
+    )
+    assert metrics["silent_neurons"] == [[2]]
+    assert (metrics["widths"], metrics["teacher_widths_functional"]) == ([3], [3])
+    assert metrics["status"] == "inexact"
+    assert metrics["status_functional"] == "exact"
+    # Every recovered neuron is real and none is flagged.
+    assert all(not n["flags"] for n in metrics["neuron_confidence"][0])
