@@ -98,13 +98,12 @@ class RecoverySettings:
     )
     pruning: str = setting(
         "noise_floor",
-        "How low the pruning threshold may go: noise_floor (prune at "
-        "min_explained_variance; "
+        "How low the pruning threshold may go: noise_floor (prune at min_explained_variance; "
         "when the fine-tuned network then leaves more than "
-        f"{NOISE_FLOOR_FACTOR:g} times the outputs' noise floor (estimated from the students' "
-        "residuals) unexplained, prune again at that level, so that a small real neuron "
-        "survives outputs the students fit well) or fixed (min_explained_variance only) "
-        "(expand_and_cluster.prune.prune_to_noise_floor).",
+        f"{NOISE_FLOOR_FACTOR:g} times the outputs' noise floor (the best healthy student's "
+        "error) unexplained, but no more than the pruned neurons could explain, prune again "
+        "at that level, so that a small real neuron survives outputs the students fit well) "
+        "or fixed (min_explained_variance only) (expand_and_cluster.prune.prune_to_noise_floor).",
         choices=PRUNING_RULES,
     )
     confidence_resamples: int = setting(
