@@ -33,14 +33,16 @@ PRUNING_RULES = ("noise_floor", "fixed")
 NOISE_FLOOR_FACTOR = 10.0
 
 
-def noise_floor(y: np.ndarray, student_losses: np.ndarray) -> float:
+def noise_floor(y: np.ndarray, student_losses: np.ndarray, resolution: float = 0.0) -> float:
     """The outputs' noise floor as a fraction of their variance (summed over outputs): the
     best healthy student's mean squared error. The outputs can be fitted at least that
     well, so whatever lies above it in other students is their own optimisation error,
     not noise (measured: a scikit-learn teacher's students split into five at 1e-12 and
     five stuck at 2.5e-3, whose median would have read as a floor of 2e-5). A student
     fits noise only to about its parameter count over the number of outputs fitted, a
-    small share. Infinite for constant outputs or when no student is healthy."""
+    small share. Never below ``resolution`` (the square of the students' machine epsilon:
+    a loss below it is rounding). Infinite for constant outputs or when no student is
+    healthy."""
     y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     variance = float(np.sum(np.var(y, axis=0)))
     finite = np.asarray(student_losses, dtype=np.float64)
@@ -48,7 +50,7 @@ def noise_floor(y: np.ndarray, student_losses: np.ndarray) -> float:
     if variance <= 0 or not len(finite):
         return float("inf")
     # Students' loss is a mean over queries and outputs; the variance a sum over outputs.
-    return float(np.min(finite)) * y.shape[1] / variance
+    return max(float(np.min(finite)) * y.shape[1] / variance, resolution)
 
 
 def pruning_threshold(floor: float, rule: str, min_explained_variance: float) -> float:
@@ -94,7 +96,9 @@ def prune_to_noise_floor(
     variance = float(np.sum(np.var(y, axis=0)))
     unexplained = first[1].loss_after * y.shape[1] / variance if variance > 0 else 0.0
     n_pruned = sum(len(layer) for layer in first[2])
-    if not threshold < unexplained <= min_explained_variance * n_pruned:
+    # Without fine-tuning the residual is the students' own error, not what pruning removed.
+    tuned = finetune.max_iterations > 0
+    if not (tuned and threshold < unexplained <= min_explained_variance * n_pruned):
         return first, min_explained_variance
     log.info(
         "pruning at %.1e left %.1e of the output variance unexplained, more than the "

@@ -315,6 +315,8 @@ def reconstruct(
     excluded = np.setdiff1d(np.arange(n_total), healthy).tolist()
     if excluded:
         log.warning("%d failed student(s) excluded from clustering: %s", len(excluded), excluded)
+    # Students' losses below their machine epsilon squared are rounding (noise_floor).
+    student_resolution = float(np.finfo(np.result_type(weights[0], np.float32)).eps) ** 2
     weights = [np.asarray(w, dtype=np.float64)[healthy] for w in weights]
     biases = [np.asarray(b, dtype=np.float64)[healthy] for b in biases]
     layers: list[LayerRecovery] = []
@@ -353,7 +355,7 @@ def reconstruct(
     hidden_b = [b[0] for b in biases[:n_hidden]]
     network, fit_mse = fit_output_layer(hidden_w, hidden_b, activation, x, y)
     log.info("output layer fitted by least squares: MSE %.3e", fit_mse)
-    floor = noise_floor(y, losses[healthy])
+    floor = noise_floor(y, losses[healthy], student_resolution)
     (network, finetune, pruned, linear), used = prune_to_noise_floor(
         network, x, y, settings.min_explained_variance, floor, settings.pruning, settings.finetune
     )
