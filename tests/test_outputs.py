@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from expand_and_cluster.errors import InputError
-from expand_and_cluster.evaluate import output_error
+from expand_and_cluster.evaluate import applied_output_error
 from expand_and_cluster.outputs import (
     output_precision,
     output_transform_id,
@@ -47,7 +47,7 @@ def test_noise_has_the_requested_relative_spread_per_column():
     np.testing.assert_allclose(relative.std(axis=0), 1.0, atol=0.02)  # 100k draws: 0.2 % s.e.
     np.testing.assert_allclose(relative.mean(axis=0), 0.0, atol=0.02)
     assert abs(np.corrcoef(noise[:, 0], noise[:, 1])[0, 1]) < 0.02  # independent columns
-    assert output_error(y[:, 1], y[:, 1] + noise[:, 1]) == pytest.approx(level, rel=0.02)
+    assert applied_output_error(y[:, 1], y[:, 1] + noise[:, 1]) == pytest.approx(level, rel=0.02)
 
 
 def test_the_same_seed_gives_the_same_noise():
@@ -185,9 +185,9 @@ def test_precision_of_integers_constants_and_bad_values():
 
 def test_output_error_is_the_rmse_over_the_exact_outputs_spread():
     exact = np.array([[0.0], [2.0], [4.0]])  # std sqrt(8/3)
-    assert output_error(exact, exact) == 0.0
-    assert output_error(exact, exact + 0.5) == pytest.approx(0.5 / np.sqrt(8 / 3))
-    assert output_error(np.ones(3), np.ones(3) + 1e-9) == np.inf
+    assert applied_output_error(exact, exact) == 0.0
+    assert applied_output_error(exact, exact + 0.5) == pytest.approx(0.5 / np.sqrt(8 / 3))
+    assert applied_output_error(np.ones(3), np.ones(3) + 1e-9) == np.inf
 
 
 # -- the robustness table and figure -------------------------------------------------------

@@ -257,7 +257,7 @@ def recovery_labels(
     }
 
 
-def output_error(exact: np.ndarray, seen: np.ndarray) -> float:
+def applied_output_error(exact: np.ndarray, seen: np.ndarray) -> float:
     """The error a transform actually applied: the RMSE of ``seen`` minus ``exact`` over
     the standard deviation of ``exact`` (0 for identical outputs; inf when ``exact`` is
     constant and ``seen`` is not)."""
@@ -353,7 +353,7 @@ def recovery_metrics(
     metrics["teacher_test_accuracy"] = teacher_test_accuracy
     # The error the outputs the students saw carry (a teacher_outputs transform), as a
     # fraction of the output variance: the floor below which a teacher neuron is silent.
-    error = output_error(teacher(x), np.reshape(y, (len(x), -1))) ** 2
+    error = applied_output_error(teacher(x), np.reshape(y, (len(x), -1))) ** 2
     silent, contribution = silent_neurons(teacher, x_test, error)
     functional = functional_teacher(teacher, silent)
     metrics.update(

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from expand_and_cluster.errors import InputError
-from expand_and_cluster.evaluate import number_id, output_error
+from expand_and_cluster.evaluate import applied_output_error, number_id
 from expand_and_cluster.seeding import numpy_rng
 
 # Accepted spec forms -> what each does to the outputs y (one column per output).
@@ -229,10 +229,10 @@ def output_precision(y: np.ndarray) -> tuple[str, float]:
 def output_metrics(exact: np.ndarray, seen: np.ndarray) -> dict[str, object]:
     """The keys ``metrics.json`` gets about the outputs the students saw (the study's
     evaluate step and ``ecluster recover`` alike): the error applied to the exact outputs
-    (:func:`output_error`) and the precision read from the seen values
-    (:func:`output_precision`)."""
+    (:func:`expand_and_cluster.evaluate.applied_output_error`) and the precision read from
+    the seen values (:func:`output_precision`)."""
     name, noise_floor = output_precision(seen)
     return {
-        "teacher_output_error": output_error(exact, seen),
+        "teacher_output_error": applied_output_error(exact, seen),
         "teacher_output_precision": {"format": name, "noise_floor": noise_floor},
     }

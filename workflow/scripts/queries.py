@@ -6,7 +6,7 @@ import logging
 import _study
 
 from expand_and_cluster.data import query_inputs
-from expand_and_cluster.evaluate import output_error
+from expand_and_cluster.evaluate import applied_output_error
 from expand_and_cluster.outputs import transform_outputs
 from expand_and_cluster.store import read_network, write_queries
 
@@ -24,7 +24,7 @@ def main(teacher_store: str, design: dict, outputs: dict, out: str) -> None:
     log.info(
         "outputs as the students see them: %s (relative error %.3g)",
         outputs["spec"],
-        output_error(exact, y),
+        applied_output_error(exact, y),
     )
     write_queries(out, x, y)
 
