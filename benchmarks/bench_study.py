@@ -86,8 +86,9 @@ def teacher_job_split(results: Path, study: str, jobs: list[tuple], label: str =
     """One-job-per-teacher studies (``jobs.one_per_teacher``): the ``solve_teacher`` jobs'
     seconds split into training and recovery (the per-step benchmark files each job
     writes) and the rest (process start and imports, teacher, queries, gathering,
-    evaluation, writes)."""
-    teachers = [Path(path).stem for _, _, path in jobs]
+    evaluation, writes). A job of several teachers (jobs.teachers_per_job) is named by
+    them joined with '+'."""
+    teachers = [t for _, _, path in jobs for t in Path(path).stem.split("+")]
     bench = results / study / "benchmarks"
 
     def seconds(rule: str) -> float:
@@ -99,11 +100,12 @@ def teacher_job_split(results: Path, study: str, jobs: list[tuple], label: str =
     rest = total - training - recovery
     return Result(
         f"{label} study {study!r}, rule solve_teacher: where the time went",
-        f"{total:.0f} s in {len(jobs)} teacher jobs ({recoveries} recoveries): training "
+        f"{total:.0f} s in {len(jobs)} jobs of {len(teachers)} teachers ({recoveries} "
+        "recoveries): training "
         f"{100 * training / total:.0f}%, "
         f"recovery {100 * recovery / total:.0f}%, the rest (process start and imports, "
         f"teacher, queries, gathering, evaluation, writes) {100 * rest / total:.0f}% "
-        f"({rest / len(jobs):.1f} s per job)",
+        f"({rest / len(jobs):.1f} s per job, {rest / len(teachers):.1f} s per teacher)",
         TARGET,
         None,
     )

@@ -2,9 +2,10 @@
 config/suite.yaml``), from the benchmark files its last run left: the wall time against the
 30-minute target, and where the time went.
 
-Each teacher is one job (``jobs.one_per_teacher``); its ``solve_teacher`` benchmark file
-holds the job's seconds, and the job writes each training and recovery step's seconds to the
-per-step rules' benchmark files. So a job's time splits into training, recovery, and the
+Each job runs one teacher or a group of them (``jobs.one_per_teacher``,
+``jobs.teachers_per_job``); its ``solve_teacher`` benchmark file holds the job's seconds,
+and the job writes each training and recovery step's seconds to the per-step rules'
+benchmark files. So a job's time splits into training, recovery, and the
 rest: the fixed cost of a job (interpreter start and imports, the teacher, its queries,
 gathering the students, evaluation and Zarr writes). The wall time is the span from the
 first job's start to the last job's end (file time minus job seconds).
@@ -46,7 +47,7 @@ def run(results: Path | None = None) -> list[Result]:
     return [
         Result(
             name,
-            f"{span / 60:.1f} min ({span:.0f} s) for {len(rules['solve_teacher'])} teacher jobs",
+            f"{span / 60:.1f} min ({span:.0f} s) for {len(rules['solve_teacher'])} jobs",
             target,
             span <= TARGET_S,
         ),

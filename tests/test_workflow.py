@@ -193,12 +193,27 @@ def test_paper_config_builds_its_dag(tmp_path):
     assert counts["tables"] == 1
 
 
-def test_suite_config_builds_one_job_per_teacher(tmp_path):
-    result = snakemake(
-        "-n", "--quiet", "rules", "--configfile", "config/suite.yaml", "--directory", str(tmp_path)
-    )
+def test_suite_config_runs_its_teachers_in_groups_of_five(tmp_path):
+    """config/suite.yaml: jobs.teachers_per_job 5 puts the 150 teachers in 30 jobs (a rule
+    each), every teacher in exactly one, each job's benchmark file named by its teachers."""
+    result = snakemake("-n", "--configfile", "config/suite.yaml", "--directory", str(tmp_path))
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"solve_teacher": 150, "tables": 1, "study_figures": 1, "all": 1}
+    assert counts == {
+        **{f"solve_teacher_{k}": 1 for k in range(30)},
+        "tables": 1,
+        "study_figures": 1,
+        "all": 1,
+    }
+    marker = "benchmark: results/suite/benchmarks/solve_teacher/"
+    groups = [
+        line.strip().removeprefix(marker).removesuffix(".tsv").split("+")
+        for line in result.stdout.splitlines()
+        if line.strip().startswith(marker)
+    ]
+    teachers = [t for group in groups for t in group]
+    assert len(groups) == 30 and all(len(group) == 5 for group in groups)
+    assert len(set(teachers)) == len(teachers) == 150
+    assert {t.split("-")[0] for t in teachers} == {"tanh", "sigmoid", "relu", "softplus", "g"}
 
 
 def test_robustness_config_fans_out_over_the_output_transforms(tmp_path):
@@ -396,15 +411,17 @@ def test_changed_recovery_settings_rerun_recovery_but_not_training(test_study, t
 
 @pytest.mark.slow
 def test_one_job_per_teacher_writes_the_same_results(test_study, tmp_path):
-    """jobs.one_per_teacher runs a synthetic teacher's steps in one job, with the per-step
-    rules' own code: the same students, recovery and metrics as one job per step; the
-    per-recovery figures can be left out."""
+    """jobs.one_per_teacher runs synthetic teachers' steps in one job, with the per-step
+    rules' own code: the same students, recovery and metrics as one job per step, also for
+    a teacher that runs after another in a shared job (jobs.teachers_per_job: g-3-2-1-s0,
+    then tanh-3-2-1-s0); the per-recovery figures can be left out."""
     workdir, _ = test_study
+    synthetic = {"activations": ["g", "tanh"], "sizes": ["3,2,1"], "seeds": [0]}
     override = write_config(
         tmp_path / "per_teacher.yaml",
         {
-            "teachers": {"trained": []},
-            "jobs": {"one_per_teacher": True},
+            "teachers": {"synthetic": [{**synthetic, "inputs": "gaussian"}], "trained": []},
+            "jobs": {"one_per_teacher": True, "teachers_per_job": 2},
             "figures": {"per_recovery": False},
         },
     )
@@ -413,7 +430,8 @@ def test_one_job_per_teacher_writes_the_same_results(test_study, tmp_path):
         "--cores", "2", "--configfile", "config/test.yaml", str(override), "--directory", str(alone)
     )
     counts = job_counts(result.stdout + result.stderr)
-    assert counts.get("solve_teacher") == 1 and "recovery_figures" not in counts, counts
+    assert counts.get("solve_teacher_0") == 1 and "recovery_figures" not in counts, counts
+    assert "g-3-2-1-s0" in (alone / "results" / "test" / "tables" / "recoveries.csv").read_text()
     assert not {"synthetic_teacher", "train_students", "recover", "evaluate"} & set(counts)
     teacher = "tanh-3-2-1-s0"
     ours, theirs = (w / "results" / "test" / teacher for w in (alone, workdir))
@@ -428,8 +446,8 @@ def test_one_job_per_teacher_writes_the_same_results(test_study, tmp_path):
     tables = alone / "results" / "test" / "tables"
     row = next(r for r in (tables / "recoveries.csv").read_text().splitlines() if teacher in r)
     assert row in (workdir / "results" / "test" / "tables" / "recoveries.csv").read_text()
-    timings = (tables / "timings.csv").read_text().splitlines()
-    assert timings[1].startswith(f"{teacher},x2,2,") and float(timings[1].split(",")[-1]) > 0
+    timing = next(r for r in (tables / "timings.csv").read_text().splitlines() if teacher in r)
+    assert timing.startswith(f"{teacher},x2,2,") and float(timing.split(",")[-1]) > 0
 
 
 @pytest.mark.slow

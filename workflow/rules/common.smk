@@ -1,6 +1,7 @@
 """Helpers of the study: config validation, the teacher table, path patterns and input
 functions. Rule files hold rules only; everything computed lives here."""
 
+import functools
 import hashlib
 import json
 import math
@@ -534,10 +535,31 @@ def figure_settings(wildcards):
 # -- one job per teacher (jobs.one_per_teacher) ----------------------------------------------
 
 
-def per_teacher(pattern, **factors):
-    """``pattern`` (a rule's output, flags dropped) for every value of ``factors``, with
-    {study} and {teacher} left in place: the files of one teacher's job."""
-    return expand(str(pattern), allow_missing=True, **factors)
+def teacher_batches(teachers, size):
+    """The jobs of jobs.one_per_teacher, as job name -> the teachers it runs. With one
+    teacher per job that is one rule for all of them, with the {teacher} wildcard (name
+    "{teacher}", teachers None); larger groups (jobs.teachers_per_job) of consecutive
+    teachers are named by their members joined with '+', a rule each."""
+    if size == 1:
+        return {"{teacher}": None}
+    groups = [teachers[i : i + size] for i in range(0, len(teachers), size)]
+    return {"+".join(group): group for group in groups}
+
+
+def batch_files(pattern, teachers, **factors):
+    """``pattern`` (a rule's output, flags dropped) for each of ``teachers`` (None: the
+    {teacher} wildcard) and every value of ``factors``, with {study} left in place: the
+    files of one job."""
+    teachers = ["{teacher}"] if teachers is None else teachers
+    return expand(str(pattern), teacher=teachers, allow_missing=True, **factors)
+
+
+def batch_jobs(teachers, wildcards):
+    """The plan (:func:`teacher_job`) of each of ``teachers`` (None: the {teacher}
+    wildcard's), in order, with its held-out design for the evaluation."""
+    teachers = [wildcards.teacher] if teachers is None else teachers
+    jobs = [SimpleNamespace(study=wildcards.study, teacher=teacher) for teacher in teachers]
+    return [{**teacher_job(job), "heldout": heldout_design(job)} for job in jobs]
 
 
 def teacher_job(wildcards):

@@ -1,6 +1,7 @@
-"""One synthetic teacher's whole pipeline in one process (config key jobs.one_per_teacher):
-the teacher, its queries, and per expansion the training jobs, the gathered students, and
-per gamma/beta the recovery and its evaluation. Each step is the per-step rule's own
+"""Synthetic teachers' whole pipelines in one process, one teacher after another (config
+keys jobs.one_per_teacher and jobs.teachers_per_job): per teacher the teacher, its queries,
+and per expansion the training jobs, the gathered students, and per gamma/beta the
+recovery and its evaluation. Each step is the per-step rule's own
 ``main``, writing the same files; the step's wall time and the process's peak memory so far
 go to the per-step rule's benchmark file, in Snakemake's format, so that the timings table
 reads either mode alike.
@@ -36,7 +37,13 @@ def benchmarked(path: str) -> Iterator[None]:
     Path(path).write_text(f"s\th:m:s\tmax_rss\n{seconds:.4f}\t{clock}\t{peak_mb:.2f}\n")
 
 
-def main(plan: dict, n_students: int, train: dict, heldout: dict, evaluation: dict) -> None:
+def main(plans: list[dict], n_students: int, train: dict, evaluation: dict) -> None:
+    for plan in plans:
+        solve(plan, n_students, train, evaluation)
+
+
+def solve(plan: dict, n_students: int, train: dict, evaluation: dict) -> None:
+    """One teacher's pipeline (:func:`teacher_job` in workflow/rules/common.smk)."""
     synthetic_teacher.main(plan["spec"], plan["teacher"])
     queries.main(plan["teacher"], plan["design"], plan["outputs"], plan["queries"])
     for expansion in plan["expansions"]:
@@ -73,7 +80,7 @@ def main(plan: dict, n_students: int, train: dict, heldout: dict, evaluation: di
                 plan["teacher"],
                 plan["queries"],
                 expansion["students"],
-                heldout,
+                plan["heldout"],
                 expansion["widths"],
                 evaluation,
                 rec["metrics"],
@@ -85,4 +92,4 @@ if __name__ == "__main__":
     snakemake = globals()["snakemake"]  # injected by Snakemake
     _study.start(snakemake, torch_threads=True)
     p = snakemake.params
-    main(p.plan, p.n_students, p.train, p.heldout, p.evaluation)
+    main(p.plans, p.n_students, p.train, p.evaluation)
