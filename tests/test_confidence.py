@@ -4,6 +4,7 @@ floor that sets the pruning threshold, and silent teacher neurons."""
 import numpy as np
 import pytest
 
+from expand_and_cluster import prune as prune_module
 from expand_and_cluster.activations import get_activation
 from expand_and_cluster.cluster import cluster_layer
 from expand_and_cluster.confidence import (
@@ -22,7 +23,7 @@ from expand_and_cluster.evaluate import (
     recovery_metrics,
     silent_neurons,
 )
-from expand_and_cluster.finetune import FinetuneSettings
+from expand_and_cluster.finetune import FinetuneResult, FinetuneSettings
 from expand_and_cluster.network import MLP
 from expand_and_cluster.prune import (
     NOISE_FLOOR_FACTOR,
@@ -199,6 +200,27 @@ def test_pruning_is_redone_at_the_noise_floor_when_it_removed_something_real():
         network, x, y, 1e-4, floor, "fixed", settings
     )
     assert (fixed.hidden_widths, pruned, used) == ([2], [[2]], 1e-4)
+
+
+def test_pruning_is_not_redone_when_the_floor_leaves_the_threshold_where_it_was(monkeypatch):
+    """A first pruning that removed 3 neurons and left 2e-4 of the variance unexplained is
+    redone at the noise floor of students at 1e-7, but not of students at 1e-3: their
+    threshold is capped at min_explained_variance, so a re-run could only repeat it."""
+    y = np.random.default_rng(0).standard_normal((100, 1))
+    variance = float(np.var(y))
+    calls = []
+
+    def first_pruning(network, x, y, threshold, finetune, merge_tolerance=None):
+        calls.append(threshold)
+        result = FinetuneResult(1.0, 2e-4 * variance, 10, 0.0)
+        return network, result, [[0, 1, 2]], [[]]
+
+    monkeypatch.setattr(prune_module, "prune_and_finetune", first_pruning)
+    settings = FinetuneSettings(max_iterations=200)
+    for floor, thresholds in ((1e-7, [1e-4, 1e-6]), (1e-3, [1e-4])):
+        calls.clear()
+        prune_to_noise_floor(None, y, y, 1e-4, floor, "noise_floor", settings)
+        assert calls == pytest.approx(thresholds)
 
 
 def test_a_zero_output_teacher_neuron_is_silent_and_the_functional_width_exact():
