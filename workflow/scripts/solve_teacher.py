@@ -1,10 +1,10 @@
 """Synthetic teachers' whole pipelines in one process, one teacher after another (config
 keys jobs.one_per_teacher and jobs.teachers_per_job): per teacher the teacher, its queries,
 and per expansion the training jobs, the gathered students, and per gamma/beta the
-recovery and its evaluation. Each step is the per-step rule's own
-``main``, writing the same files; the step's wall time and the process's peak memory so far
-go to the per-step rule's benchmark file, in Snakemake's format, so that the timings table
-reads either mode alike.
+recovery and its evaluation. Each step is the per-step rule's own ``main``, writing the
+same files; the step's wall time and the process's peak memory so far go to the per-step
+rule's benchmark file, in Snakemake's format, so that the timings table reads either mode
+alike.
 """
 
 import contextlib
