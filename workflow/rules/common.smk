@@ -535,7 +535,7 @@ def figure_settings(wildcards):
 # -- one job per teacher (jobs.one_per_teacher) ----------------------------------------------
 
 
-def teacher_batches(teachers, size):
+def teacher_groups(teachers, size):
     """The jobs of jobs.one_per_teacher, as job name -> the teachers it runs. With one
     teacher per job that is one rule for all of them, with the {teacher} wildcard (name
     "{teacher}", teachers None); larger groups (jobs.teachers_per_job) of consecutive
@@ -546,7 +546,7 @@ def teacher_batches(teachers, size):
     return {"+".join(group): group for group in groups}
 
 
-def batch_files(pattern, teachers, **factors):
+def group_files(pattern, teachers, **factors):
     """``pattern`` (a rule's output, flags dropped) for each of ``teachers`` (None: the
     {teacher} wildcard) and every value of ``factors``, with {study} left in place: the
     files of one job."""
@@ -554,7 +554,7 @@ def batch_files(pattern, teachers, **factors):
     return expand(str(pattern), teacher=teachers, allow_missing=True, **factors)
 
 
-def batch_jobs(teachers, wildcards):
+def group_plans(teachers, wildcards):
     """The plan (:func:`teacher_job`) of each of ``teachers`` (None: the {teacher}
     wildcard's), in order, with its held-out design for the evaluation."""
     teachers = [wildcards.teacher] if teachers is None else teachers

@@ -12,7 +12,7 @@
 # wildcard, so each group is a rule of its own, solve_teacher_<k>; its log and benchmark
 # file are named by its teachers joined with '+'.
 
-TEACHER_BATCHES = teacher_batches(SYNTHETIC, config["jobs"]["teachers_per_job"])
+TEACHER_GROUPS = teacher_groups(SYNTHETIC, config["jobs"]["teachers_per_job"])
 PER_STEP_RULES = (
     "synthetic_teacher",
     "queries",
@@ -22,18 +22,18 @@ PER_STEP_RULES = (
     "evaluate",
 )
 
-for index, (batch, members) in enumerate(TEACHER_BATCHES.items()):
+for index, (group_name, members) in enumerate(TEACHER_GROUPS.items()):
     job_rule = "solve_teacher" if members is None else f"solve_teacher_{index}"
 
     rule:
         name:
             job_rule
         output:
-            teacher=[directory(p) for p in batch_files(rules.synthetic_teacher.output[0], members)],
-            queries=batch_files(rules.queries.output[0], members),
+            teacher=[directory(p) for p in group_files(rules.synthetic_teacher.output[0], members)],
+            queries=group_files(rules.queries.output[0], members),
             seed_stores=[
                 directory(p)
-                for p in batch_files(
+                for p in group_files(
                     rules.train_students.output[0],
                     members,
                     expansion=SYNTHETIC_EXPANSIONS,
@@ -42,47 +42,47 @@ for index, (batch, members) in enumerate(TEACHER_BATCHES.items()):
             ],
             students=[
                 directory(p)
-                for p in batch_files(
+                for p in group_files(
                     rules.gather_students.output[0], members, expansion=SYNTHETIC_EXPANSIONS
                 )
             ],
             stores=[
                 directory(p)
-                for p in batch_files(
+                for p in group_files(
                     rules.recover.output.store,
                     members,
                     expansion=SYNTHETIC_EXPANSIONS,
                     recovery=RECOVERIES,
                 )
             ],
-            summaries=batch_files(
+            summaries=group_files(
                 rules.recover.output.summary,
                 members,
                 expansion=SYNTHETIC_EXPANSIONS,
                 recovery=RECOVERIES,
             ),
-            metrics=batch_files(
+            metrics=group_files(
                 rules.evaluate.output[0],
                 members,
                 expansion=SYNTHETIC_EXPANSIONS,
                 recovery=RECOVERIES,
             ),
-            train_benchmarks=batch_files(
+            train_benchmarks=group_files(
                 rules.train_students.benchmark,
                 members,
                 expansion=SYNTHETIC_EXPANSIONS,
                 seed=SEEDS,
             ),
-            recover_benchmarks=batch_files(
+            recover_benchmarks=group_files(
                 rules.recover.benchmark,
                 members,
                 expansion=SYNTHETIC_EXPANSIONS,
                 recovery=RECOVERIES,
             ),
         log:
-            f"results/{{study}}/logs/solve_teacher/{batch}.log",
+            f"results/{{study}}/logs/solve_teacher/{group_name}.log",
         benchmark:
-            f"results/{{study}}/benchmarks/solve_teacher/{batch}.tsv"
+            f"results/{{study}}/benchmarks/solve_teacher/{group_name}.tsv"
         wildcard_constraints:
             teacher=alternatives(SYNTHETIC),
         conda:
@@ -91,9 +91,9 @@ for index, (batch, members) in enumerate(TEACHER_BATCHES.items()):
         resources:
             gpu=1,
             mem_mb=4000,
-            runtime=240 * len(members or [batch]),
+            runtime=240 * (len(members) if members else 1),
         params:
-            plans=functools.partial(batch_jobs, members),
+            plans=functools.partial(group_plans, members),
             evaluation=config["evaluation"],
             n_students=config["students"]["per_job"],
             train=config["students"]["train"],
