@@ -113,6 +113,37 @@ pytestmark = [
             r"teachers\.synthetic\.outputs: 'noise:0\.1' and 'noise:1e-1' both get the id "
             r"'-onoise0\.1'",
         ),
+        # A trained group's own students: their train keys are students.train's.
+        (
+            {
+                "teachers": {
+                    "trained": [
+                        {
+                            "dataset": "digits",
+                            "activations": ["relu"],
+                            "hidden": ["3"],
+                            "students": {"train": {"max_epoch": 5}},
+                        }
+                    ]
+                }
+            },
+            r"unknown config key\(s\) 'max_epoch' under teachers\.trained\[0\]\.students\.train",
+        ),
+        (
+            {
+                "teachers": {
+                    "trained": [
+                        {
+                            "dataset": "digits",
+                            "activations": ["relu"],
+                            "hidden": ["3"],
+                            "students": {"seeds": [0], "per_job": 2},
+                        }
+                    ]
+                }
+            },
+            r"N = teachers\.trained\[0\]\.students\.seeds x .*gamma \* N",
+        ),
         # Sizes that cannot fit: refused from the sizes alone, with the figure and the knob.
         (
             {"teachers": {"synthetic": [{"activations": ["tanh"], "sizes": ["3,3000000000,1"]}]}},
@@ -185,9 +216,10 @@ def test_paper_config_builds_its_dag(tmp_path):
     counts = job_counts(result.stdout + result.stderr)
     assert counts["synthetic_teacher"] == 150
     # The MNIST experiments: 10 teachers (and query designs) at expansions 1/2/4/8, the deep
-    # teacher at expansion 3 only; 4 training jobs (seeds) per expansion.
+    # teacher at expansion 3 only; a training job per seed of the group's own students:
+    # 4 seeds, tanh 2, the deep teacher 2 (N = 50), the follow-up's 3 (N = 30).
     assert counts["trained_teacher"] == 11
-    assert counts["train_students"] == 150 * 4 * 4 + (10 * 4 + 1) * 4
+    assert counts["train_students"] == 150 * 4 * 4 + (5 * 4 + 4 * 3 + 2) * 4 + 1 * 2
     recoveries = 150 * 4 + 10 * 4 + 1
     assert counts["recover"] == counts["evaluate"] == counts["recovery_figures"] == recoveries
     assert counts["tables"] == 1
@@ -394,6 +426,22 @@ def test_new_gamma_reruns_recovery_but_not_training(test_study, tmp_path):
 
 
 @pytest.mark.slow
+def test_new_expansion_trains_only_its_students(test_study, tmp_path):
+    """Adding an expansion leaves the teachers, their queries and the other expansion's
+    students as they are (a teacher's spec lists its expansions, but they are not part of
+    what the teacher is)."""
+    workdir, _ = test_study
+    override = write_config(tmp_path / "x4.yaml", {"students": {"expansions": [2, 4]}})
+    result = snakemake(
+        "-n", "--configfile", "config/test.yaml", str(override), "--directory", str(workdir)
+    )
+    counts = job_counts(result.stdout + result.stderr)
+    # 2 teachers x 2 seeds at the new expansion, nothing at expansion 2.
+    assert counts.get("train_students") == 4 and counts.get("recover") == 2, counts
+    assert not {"synthetic_teacher", "trained_teacher", "queries"} & set(counts), counts
+
+
+@pytest.mark.slow
 def test_changed_recovery_settings_rerun_recovery_but_not_training(test_study, tmp_path):
     workdir, _ = test_study
     override = write_config(
@@ -407,6 +455,38 @@ def test_changed_recovery_settings_rerun_recovery_but_not_training(test_study, t
     assert counts.get("recover") == 2
     assert "train_students" not in counts and "gather_students" not in counts
     assert "params changed" in output.lower() or "params" in output.lower()
+
+
+@pytest.mark.slow
+def test_trained_group_with_its_own_students_reruns_only_its_teacher(test_study, tmp_path):
+    """teachers.trained[].students: the digits group trains N = 1 seed x 3 students for 7
+    epochs; only its teacher's training and what follows re-run, with those settings, and
+    the synthetic teacher (the students section's) is left as it was."""
+    workdir = tmp_path / "study"
+    shutil.copytree(test_study[0], workdir)
+    group = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["teachers"]["trained"][0]
+    own = {"seeds": [0], "per_job": 3, "train": {"max_epochs": 7}}
+    override = write_config(
+        tmp_path / "own.yaml", {"teachers": {"trained": [{**group, "students": own}]}}
+    )
+    study = workdir / "results" / "test"
+    synthetic = study / "tanh-3-2-1-s0"
+    before = modification_times(synthetic)
+    result = snakemake(
+        "--cores", "2", "--configfile", "config/test.yaml", str(override), "-d", str(workdir)
+    )
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.get("train_students") == 1 and counts.get("recover") == 1, counts
+    assert "trained_teacher" not in counts and "synthetic_teacher" not in counts, counts
+    assert modification_times(synthetic) == before
+    students = study / "digits-relu-3-train-s0" / "students"
+    pooled = read_students(students / "x2.zarr")
+    assert pooled.n_students == 3 and pooled.attrs["n_seeds"] == 1
+    attrs = read_students(students / "x2" / "seed0.zarr").attrs
+    assert attrs["train_settings"]["max_epochs"] == 7 and attrs["epochs"] <= 7
+    assert attrs["train_settings"]["lr"] == 0.01  # the students section's, not replaced
+    metrics = study / "digits-relu-3-train-s0" / "recovery" / "x2" / "g0.5-b60" / "metrics.json"
+    assert json.loads(metrics.read_text())["n_students"] == 3
 
 
 @pytest.mark.slow

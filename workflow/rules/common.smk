@@ -8,7 +8,7 @@ import math
 import os
 import re
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from types import SimpleNamespace
 
 import jsonschema
@@ -211,6 +211,9 @@ def build_teachers(cfg):
                                 "images": asdict(source),
                                 "query_label": design,
                                 "expansions": group["expansions"] or cfg["students"]["expansions"],
+                                # Only when the group sets its own: the other teachers'
+                                # specs (and the hashes made from them) stay as they were.
+                                **({"students": group["students"]} if group["students"] else {}),
                                 "queries": checked_config(
                                     "teachers.trained.queries",
                                     lambda: make_query_design(
@@ -247,33 +250,57 @@ def checked_config(key, make):
         ) from None
 
 
+def group_students(students, own):
+    """The students of a teacher group: the students section's seeds, per_job and train,
+    with the group's own (teachers.trained[].students) on top, train key by key."""
+    own = own or {}
+    return {
+        "seeds": list(own.get("seeds", students["seeds"])),
+        "per_job": own.get("per_job", students["per_job"]),
+        "train": {**students["train"], **own.get("train", {})},
+    }
+
+
 def check_settings(cfg):
     """Build every settings object of the library from the config, so that the library's
     own declarations (type, finite, bounds; gamma * N >= 2) check each value before any job
     starts; a problem stops the run with the config key named."""
     students, rec = cfg["students"], cfg["recovery"]
-
-    checked_config("students.train", lambda: TrainSettings(**students["train"]))
     for expansion in students["expansions"]:
         checked_config("students.expansions", lambda: expanded_widths([1], expansion))
-    n_students = len(students["seeds"]) * students["per_job"]
-    for gamma in rec["gammas"]:
-        for beta in rec["betas_deg"]:
-            options = {"n_students": n_students, **recovery_options(gamma, beta)}
-            checked_config(
-                "recovery (gammas, betas_deg; N = students.seeds x students.per_job)",
-                lambda: RecoverySettings.from_dict(options),
+    blocks = {"students": None}
+    blocks.update(
+        (f"teachers.trained[{i}].students", group["students"])
+        for i, group in enumerate(cfg["teachers"]["trained"])
+        if group["students"]
+    )
+    for key, own in blocks.items():
+        chosen = group_students(students, own)
+        unknown = sorted(set(chosen["train"]) - {f.name for f in fields(TrainSettings)})
+        if unknown:
+            raise WorkflowError(
+                f"invalid configuration: unknown config key(s) {', '.join(map(repr, unknown))} "
+                f"under {key}.train; allowed keys: those of students.train (see config/README.md)"
             )
+        checked_config(f"{key}.train", lambda: TrainSettings(**chosen["train"]))
+        n_students = len(chosen["seeds"]) * chosen["per_job"]
+        for gamma in rec["gammas"]:
+            for beta in rec["betas_deg"]:
+                options = {"n_students": n_students, **recovery_options(gamma, beta)}
+                checked_config(
+                    f"recovery (gammas, betas_deg; N = {key}.seeds x {key}.per_job)",
+                    lambda: RecoverySettings.from_dict(options),
+                )
     checked_config("evaluation", lambda: EvaluationSettings(**cfg["evaluation"]))
 
 
 def check_job_memory(cfg, teachers):
     """Every teacher and recovery job must fit in this machine's memory (estimated from
     the sizes alone, before any job starts); the message names the figure and the knob."""
-    students = cfg["students"]
-    n_students = len(students["seeds"]) * students["per_job"]
-    train = students["train"]
     for tid, spec in teachers.items():
+        chosen = group_students(cfg["students"], spec.get("students"))
+        n_students = len(chosen["seeds"]) * chosen["per_job"]
+        train = chosen["train"]
         sizes = spec["sizes"]
         key = f"teachers (teacher {tid})"
         checked_config(key, lambda: check_teacher_memory(sizes, f"teacher {tid}"))
@@ -354,6 +381,8 @@ EXPANSIONS = unique_ids(
     expansion_id,
     "teachers.trained.expansions (with students.expansions)",
 )
+# The students section's seeds: every synthetic teacher's (a trained group may set its own:
+# teacher_students).
 SEEDS = list(config["students"]["seeds"])
 RECOVERIES = {
     rid: {"gamma": g, "beta_deg": b}
@@ -386,14 +415,20 @@ def teacher_expansions(teacher):
     return [expansion_id(e) for e in TEACHERS[teacher]["expansions"]]
 
 
-def per_expansion(pattern, **more):
+def per_expansion(pattern, seeds=False, **more):
     """``pattern`` (with {study}, {teacher}, {expansion}) for every teacher and each of its
-    expansions, and every value of ``more``."""
+    expansions (with ``seeds``, and each of its students' seeds for {seed}), and every
+    value of ``more``."""
     return [
         path
         for teacher in sorted(TEACHERS)
         for path in expand(
-            pattern, study=STUDY, teacher=teacher, expansion=teacher_expansions(teacher), **more
+            pattern,
+            study=STUDY,
+            teacher=teacher,
+            expansion=teacher_expansions(teacher),
+            **({"seed": teacher_students(teacher)["seeds"]} if seeds else {}),
+            **more,
         )
     ]
 
@@ -416,8 +451,15 @@ def final_targets():
 # -- input functions and params --------------------------------------------------------------
 
 
+# Keys of a teacher's spec that say how the teacher is studied, not what it is.
+STUDY_KEYS = ("expansions", "students")
+
+
 def teacher_spec(wildcards):
-    return TEACHERS[wildcards.teacher]
+    """What the teacher is: its spec without :data:`STUDY_KEYS`, so that its provenance,
+    its jobs' params and its training jobs' hashes do not change (and nothing re-runs)
+    when an expansion is added or its group's students change."""
+    return {k: v for k, v in TEACHERS[wildcards.teacher].items() if k not in STUDY_KEYS}
 
 
 def output_transform(wildcards):
@@ -452,10 +494,30 @@ def config_hash(*parts):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def teacher_students(teacher):
+    """One teacher's students: seeds, per_job and train (:func:`group_students`)."""
+    return group_students(config["students"], TEACHERS[teacher].get("students"))
+
+
+def students_per_job(wildcards):
+    return teacher_students(wildcards.teacher)["per_job"]
+
+
+def student_training(wildcards):
+    """The training settings of one teacher's students (expand_and_cluster.students
+    .TrainSettings)."""
+    return teacher_students(wildcards.teacher)["train"]
+
+
+def student_seeds(wildcards):
+    return teacher_students(wildcards.teacher)["seeds"]
+
+
 def student_attrs(wildcards):
     """Provenance of one training job (JSON only; no clock times)."""
-    spec = TEACHERS[wildcards.teacher]
-    train = config["students"]["train"]
+    spec = teacher_spec(wildcards)
+    chosen = teacher_students(wildcards.teacher)
+    train, per_job = chosen["train"], chosen["per_job"]
     return {
         "study": STUDY,
         "teacher": wildcards.teacher,
@@ -464,9 +526,9 @@ def student_attrs(wildcards):
         "expansion": EXPANSIONS[wildcards.expansion],
         "student_widths": student_widths(wildcards),
         "seed": int(wildcards.seed),
-        "students_per_job": config["students"]["per_job"],
+        "students_per_job": per_job,
         "train_settings": train,
-        "config_hash": config_hash(spec, train, config["students"]["per_job"]),
+        "config_hash": config_hash(spec, train, per_job),
     }
 
 
@@ -490,11 +552,12 @@ def training_label(wildcards):
 
 
 def seed_stores(wildcards):
-    return expand(rules.train_students.output[0], seed=SEEDS, **wildcards)
+    return expand(rules.train_students.output[0], seed=student_seeds(wildcards), **wildcards)
 
 
 def gather_attrs(wildcards):
-    return {"n_seeds": len(SEEDS), "students_per_job": config["students"]["per_job"]}
+    chosen = teacher_students(wildcards.teacher)
+    return {"n_seeds": len(chosen["seeds"]), "students_per_job": chosen["per_job"]}
 
 
 def recovery_settings(wildcards):
@@ -521,7 +584,7 @@ def all_metrics(wildcards):
 
 
 def train_benchmarks(wildcards):
-    return per_expansion(rules.train_students.benchmark, seed=SEEDS)
+    return per_expansion(rules.train_students.benchmark, seeds=True)
 
 
 def recover_benchmarks(wildcards):
@@ -605,7 +668,7 @@ def teacher_job(wildcards):
         "expansions": [
             {
                 "widths": student_widths(step(expansion=eid)),
-                "training": [training(eid, seed) for seed in SEEDS],
+                "training": [training(eid, seed) for seed in student_seeds(step())],
                 "gather_attrs": gather_attrs(step(expansion=eid)),
                 "students": at(rules.gather_students.output[0], expansion=eid),
                 "recoveries": [recovery(eid, rid) for rid in RECOVERIES],

@@ -17,8 +17,8 @@ rule train_students:
     params:
         activation=activation,
         widths=student_widths,
-        n_students=config["students"]["per_job"],
-        settings=config["students"]["train"],
+        n_students=students_per_job,
+        settings=student_training,
         attrs=student_attrs,
         checkpoint=training_checkpoint,
         label=training_label,
@@ -37,7 +37,7 @@ rule gather_students:
         "../../envs/study.yaml"
     threads: 1
     params:
-        seeds=SEEDS,
+        seeds=student_seeds,
         attrs=gather_attrs,
     script:
         "../scripts/gather_students.py"
