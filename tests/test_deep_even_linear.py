@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from expand_and_cluster import RecoverySettings, TrainSettings, recover
+from expand_and_cluster import prune as prune_module
 from expand_and_cluster.activations import linear_slope
 from expand_and_cluster.data import sample_inputs
 from expand_and_cluster.evaluate import compare_networks
+from expand_and_cluster.finetune import FinetuneResult, FinetuneSettings
 from expand_and_cluster.network import MLP
 from expand_and_cluster.prune import _drop_one_rise, greedy_prune, prune_network
 from expand_and_cluster.teachers import synthetic_teacher
@@ -117,6 +119,38 @@ def test_duplicate_in_a_lower_layer_is_pruned_without_changing_the_function():
     pruned_net, pruned, _ = prune_network(net, x, net(x), 1e-4)
     assert len([i for i in pruned[0] if i in (2, 4)]) == 1
     _assert_same_function(pruned_net, net, x)
+
+
+def test_drop_one_test_runs_again_after_the_merges(monkeypatch):
+    """A fine-tune in the merging step can leave a neuron that the others explain (relu
+    8,5,4,3,2 seed 1: two always-active last-layer neurons, 1e-11 of the variance each).
+    Here the merge of neuron 1 also turns neuron 3 into a copy of neuron 0: the drop-one
+    test that follows removes one of the two, and every removal comes back in the
+    numbering of the network given."""
+    rng = np.random.default_rng(5)
+    w1, b1 = _layer(rng, 3, 5)
+    net = MLP([w1, rng.standard_normal((1, 5))], [b1, np.zeros(1)], "tanh")
+    x = rng.standard_normal((2000, 3))
+    merges = []
+
+    def merge_once(network, result, x, y, tolerance, settings):
+        if merges:
+            return network, result, [[]]
+        merged = network.without_neurons(0, [1])
+        merged.weights[0][2], merged.biases[0][2] = network.weights[0][0], network.biases[0][0]
+        merges.append(1)
+        return merged, result, [[1]]
+
+    monkeypatch.setattr(prune_module, "_prune_with_finetune", merge_once)
+    monkeypatch.setattr(
+        prune_module, "finetune_network", lambda n, *_: (n, FinetuneResult(0.0, 0.0, 0, 0.0))
+    )
+    pruned_net, _, pruned, linear = prune_module.prune_and_finetune(
+        net, x, net(x), 1e-4, FinetuneSettings()
+    )
+    assert pruned in ([[0, 1]], [[1, 3]]) and linear == [[]] and pruned_net.hidden_widths == [3]
+    kept = [i for i in range(5) if i not in pruned[0]]
+    np.testing.assert_array_equal(pruned_net.weights[0][1:], net.weights[0][kept][1:])
 
 
 # A deep teacher per even+linear symmetry class, recovered exactly (widths exact, every

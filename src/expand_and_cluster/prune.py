@@ -152,30 +152,51 @@ def prune_and_finetune(
     """Prune, fine-tune, prune again, then try removing neurons one by one with a
     fine-tune each (duplicates that were a little apart before fine-tuning coincide after
     it; ``merge_tolerance``, default ``min_explained_variance``: :func:`_prune_with_finetune`).
-    Returns the network, the last fine-tuning, per hidden layer the removed neurons, and
-    per hidden layer those removed only because a linear function explained them
-    (:func:`prune_network`), both in the numbering of the network given."""
-    network, first, linear_first = prune_network(network, x, y, min_explained_variance)
+    When that removes any, the drop-one test runs again, and so on until a round removes
+    nothing: the fine-tunes can leave neurons that the others now explain (measured: relu
+    8,5,4,3,2 seed 1 kept two always-active neurons in its last hidden layer that
+    explained 1e-11 of the variance, width 5 for 3). Returns the network, the last
+    fine-tuning, per hidden layer the removed neurons, and per hidden layer those removed
+    only because a linear function explained them (:func:`prune_network`), both in the
+    numbering of the network given."""
+    n_hidden = len(network.hidden_widths)
+    pruned: list[list[int]] = [[] for _ in range(n_hidden)]
+    linear: list[list[int]] = [[] for _ in range(n_hidden)]
+
+    def record(removed: list[list[int]], explained: list[list[int]] | None = None) -> None:
+        """Add one round's removals (numbered among the survivors of the rounds before)."""
+        for layer in range(n_hidden):
+            if explained:
+                linear[layer] = sorted(
+                    [*linear[layer], *_renumber(pruned[layer], explained[layer])]
+                )
+            pruned[layer] = _original_indices(pruned[layer], removed[layer])
+
+    network, removed, explained = prune_network(network, x, y, min_explained_variance)
+    record(removed, explained)
     network, result = finetune_network(network, x, y, finetune)
-    network, second, linear_second = prune_network(network, x, y, min_explained_variance)
-    if any(second):
-        network, result = finetune_network(network, x, y, finetune)
-    network, result, third = _prune_with_finetune(
-        network,
-        result,
-        x,
-        y,
-        min_explained_variance if merge_tolerance is None else merge_tolerance,
-        finetune,
-    )
-    pruned = [
-        _original_indices(_original_indices(a, b), c)
-        for a, b, c in zip(first, second, third, strict=True)
-    ]
-    linear = [
-        sorted([*a, *_renumber(f, b)])
-        for f, a, b in zip(first, linear_first, linear_second, strict=True)
-    ]
+    first_round = True
+    while True:
+        network, removed, explained = prune_network(network, x, y, min_explained_variance)
+        record(removed, explained)
+        if any(removed) and not first_round:
+            log.info("after the merges, the drop-one test removed %s (per hidden layer)", removed)
+        if any(removed):
+            network, result = finetune_network(network, x, y, finetune)
+        elif not first_round:
+            break  # the last merges left nothing for the drop-one test
+        network, result, merged = _prune_with_finetune(
+            network,
+            result,
+            x,
+            y,
+            min_explained_variance if merge_tolerance is None else merge_tolerance,
+            finetune,
+        )
+        record(merged)
+        if not any(merged):
+            break
+        first_round = False
     return network, result, pruned, linear
 
 
