@@ -43,6 +43,20 @@ def test_student_teacher_angles_see_through_the_symmetries():
     assert angles[2] is None
 
 
+def test_student_teacher_angles_over_the_input_mask():
+    """A student that differs from the teacher only in its weights on an input the mask
+    leaves out (a pixel constant over the queries) holds the teacher exactly over the mask."""
+    teacher = synthetic_teacher("4,3,1", "tanh", 0)
+    first = teacher.weights[0].copy()
+    first[:, 3] += 0.5
+    args = ([first[None], teacher.weights[1][None]], [b[None] for b in teacher.biases])
+    mask = np.array([True, True, True, False])
+    everywhere = student_teacher_angles(teacher, *args, np.array([False]))
+    masked = student_teacher_angles(teacher, *args, np.array([False]), mask, np.zeros(4))
+    assert min(everywhere[0]) > 5.0
+    assert np.allclose(masked[0], 0.0, atol=1e-6)
+
+
 def _metrics(teacher, activation, expansion, status, angles):
     return {
         "teacher": teacher,

@@ -172,7 +172,12 @@ def match_layers(
 
 
 def student_teacher_angles(
-    teacher: MLP, weights: list[np.ndarray], biases: list[np.ndarray], failed: np.ndarray
+    teacher: MLP,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    failed: np.ndarray,
+    input_mask: np.ndarray | None = None,
+    input_mean: np.ndarray | None = None,
 ) -> list[list[float | None] | None]:
     """Per student (``weights[l]``: ``(students, out, in)``) and teacher hidden neuron (all
     layers in order), the angle between the teacher neuron and the student neuron assigned
@@ -180,7 +185,9 @@ def student_teacher_angles(
     MATCH_DEG); None for a teacher neuron left without one, and for a failed student. At
     expansion 1, how often students hold a teacher neuron within MATCH_DEG measures how
     benign the landscape is at the teacher's own width (the ease axis,
-    :mod:`expand_and_cluster.identifiability`)."""
+    :mod:`expand_and_cluster.identifiability`). With the recovery's ``input_mask``, the
+    first layer is compared over the masked inputs, as the recovery is
+    (:func:`match_layers`)."""
     angles: list[list[float | None] | None] = []
     for k, bad in enumerate(np.asarray(failed, dtype=bool)):
         student_weights = [np.asarray(w[k], dtype=np.float64) for w in weights]
@@ -189,7 +196,8 @@ def student_teacher_angles(
             angles.append(None)
             continue
         student = MLP(student_weights, student_biases, teacher.activation)
-        angles.append([a for layer in match_layers(student, teacher) for a in layer.assigned_deg])
+        layers = match_layers(student, teacher, input_mask, input_mean)
+        angles.append([a for layer in layers for a in layer.assigned_deg])
     return angles
 
 
@@ -347,8 +355,11 @@ def recovery_metrics(
         auto_width_rounds,
         input_mask,
     )
+    mean = None if input_mask is None else np.asarray(x, dtype=np.float64).mean(axis=0)
     metrics["student_teacher_angles_deg"] = (
-        None if students is None else student_teacher_angles(teacher, *students, student_failed)
+        None
+        if students is None
+        else student_teacher_angles(teacher, *students, student_failed, input_mask, mean)
     )
     metrics["teacher_test_accuracy"] = teacher_test_accuracy
     # The error the outputs the students saw carry (a teacher_outputs transform), as a
@@ -383,7 +394,6 @@ def recovery_metrics(
             status_functional="failed",
         )
         return metrics
-    mean = None if input_mask is None else np.asarray(x, dtype=np.float64).mean(axis=0)
     comparison = compare_networks(network, teacher, x_test, input_mask, mean)
     angles = [a for layer in comparison["angles_deg"] for a in layer if a is not None]
     judged = comparison
