@@ -211,9 +211,7 @@ def build_teachers(cfg):
                                 "images": asdict(source),
                                 "query_label": design,
                                 "expansions": group["expansions"] or cfg["students"]["expansions"],
-                                # Only when the group sets its own: the other teachers'
-                                # specs (and the hashes made from them) stay as they were.
-                                **({"students": group["students"]} if group["students"] else {}),
+                                "students": group["students"],  # null: the students section's
                                 "queries": checked_config(
                                     "teachers.trained.queries",
                                     lambda: make_query_design(
