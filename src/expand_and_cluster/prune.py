@@ -179,9 +179,9 @@ def prune_and_finetune(
     while True:
         network, removed, explained = prune_network(network, x, y, min_explained_variance)
         record(removed, explained)
-        if any(removed) and not first_round:
-            log.info("after the merges, the drop-one test removed %s (per hidden layer)", removed)
         if any(removed):
+            if not first_round:
+                log.info("after the merges, the drop-one test removed %s (per layer)", removed)
             network, result = finetune_network(network, x, y, finetune)
         elif not first_round:
             break  # the last merges left nothing for the drop-one test
