@@ -250,12 +250,16 @@ def checked_config(key, make):
 
 def group_students(students, own):
     """The students of a teacher group: the students section's seeds, per_job and train,
-    with the group's own (teachers.trained[].students) on top, train key by key."""
+    with the group's own (teachers.trained[].students) on top, train key by key; and N,
+    the students a recovery pools (seeds x per_job)."""
     own = own or {}
+    seeds = list(own.get("seeds", students["seeds"]))
+    per_job = own.get("per_job", students["per_job"])
     return {
-        "seeds": list(own.get("seeds", students["seeds"])),
-        "per_job": own.get("per_job", students["per_job"]),
+        "seeds": seeds,
+        "per_job": per_job,
         "train": {**students["train"], **own.get("train", {})},
+        "n_students": len(seeds) * per_job,
     }
 
 
@@ -281,10 +285,9 @@ def check_settings(cfg):
                 f"under {key}.train; allowed keys: those of students.train (see config/README.md)"
             )
         checked_config(f"{key}.train", lambda: TrainSettings(**chosen["train"]))
-        n_students = len(chosen["seeds"]) * chosen["per_job"]
         for gamma in rec["gammas"]:
             for beta in rec["betas_deg"]:
-                options = {"n_students": n_students, **recovery_options(gamma, beta)}
+                options = {"n_students": chosen["n_students"], **recovery_options(gamma, beta)}
                 checked_config(
                     f"recovery (gammas, betas_deg; N = {key}.seeds x {key}.per_job)",
                     lambda: RecoverySettings.from_dict(options),
@@ -297,8 +300,7 @@ def check_job_memory(cfg, teachers):
     the sizes alone, before any job starts); the message names the figure and the knob."""
     for tid, spec in teachers.items():
         chosen = group_students(cfg["students"], spec.get("students"))
-        n_students = len(chosen["seeds"]) * chosen["per_job"]
-        train = chosen["train"]
+        n_students, train = chosen["n_students"], chosen["train"]
         sizes = spec["sizes"]
         key = f"teachers (teacher {tid})"
         checked_config(key, lambda: check_teacher_memory(sizes, f"teacher {tid}"))
