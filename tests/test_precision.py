@@ -136,9 +136,10 @@ def test_polish_goes_down_to_the_float64_floor_below_where_the_recovery_fine_tun
     polished, result = polish(nudged, x, teacher(x))
     assert result.loss_after < 1e-30 < 1e-8 < result.loss_before
     assert parameter_error(polished, teacher)["max_abs"] < 1e-14
-    # The recovery's fine-tuning stops at its absolute tolerances, near an MSE of 1e-16 to
-    # 1e-19, however large its budget: why polish exists. (Before its loss was rescaled,
-    # torch's absolute curvature test had it crawl as gradient descent, 1e-12 here.)
+    # The recovery's fine-tuning stops once an iteration changes nothing that float64
+    # resolves, here near 1e-25, however large its budget; the polish goes further. (Before
+    # its loss was rescaled, torch's absolute curvature test had it crawl on as gradient
+    # descent: 1e-12 here.)
     settings = FinetuneSettings(max_iterations=100_000, min_improvement=POLISH_MIN_IMPROVEMENT)
     _, plain = finetune_network(nudged, x, teacher(x), settings)
-    assert 1e-22 < plain.loss_after < 1e-16
+    assert result.loss_after < 1e-3 * plain.loss_after < 1e-19
