@@ -371,8 +371,9 @@ def _prune_with_finetune(
         while network.hidden_widths[layer] > 1:
             weakest = int(np.argmin(_importance(network, x, layer)))
             trial = network.without_neurons(layer, [weakest])
-            trial, result = finetune_network(trial, x, y, settings)
             # A merged duplicate fine-tunes to the same loss or lower; a lost neuron does not.
+            needed = min(tolerance, 2 * finetune.loss_after)
+            trial, result = finetune_network(trial, x, y, settings, give_up_above=needed)
             if not (result.loss_after < tolerance and result.loss_after <= 2 * finetune.loss_after):
                 break
             network, finetune = trial, result
