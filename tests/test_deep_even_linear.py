@@ -153,43 +153,6 @@ def test_drop_one_test_runs_again_after_the_merges(monkeypatch):
     np.testing.assert_array_equal(pruned_net.weights[0][1:], net.weights[0][kept][1:])
 
 
-def test_merge_tries_the_closest_pair_when_the_least_important_neuron_is_real(monkeypatch):
-    """relu 32,4,1 seed 0 (expansion 4) kept two neurons 2.6 degrees apart for one teacher
-    neuron: the least important neuron, the only one tried, was a real one, and without
-    the closer of the pair the network fitted to 2e-19, refused as more than twice the
-    2e-24 before. Here a stand-in fine-tuning fits exactly (to float32's resolution, above
-    twice the loss before) while the network keeps neurons 1, 2 and one of the pair 0, 3,
-    and fails otherwise."""
-    rng = np.random.default_rng(2)
-    w, b = _layer(rng, 4, 3)
-    tilt = np.radians(2.0)
-    copy = np.cos(tilt) * np.append(w[0], b[0]) + np.sin(tilt) * np.append(w[1], b[1])
-    net = MLP(
-        [np.vstack([w, copy[:4]]), np.array([[1.0, -1.0, 0.1, 1.0]])],
-        [np.append(b, copy[4]), np.zeros(1)],
-        "relu",
-    )
-    x = rng.standard_normal((500, 4))
-    y = net(x)
-    exact = 0.1 * prune_module.EXACT_FIT * float(np.var(y))
-
-    def stand_in(network, *_, **__):
-        rows = np.concatenate([network.weights[0], network.biases[0][:, None]], axis=1)
-        has = [any(np.allclose(r, np.append(w[k], b[k])) for r in rows) for k in range(3)]
-        has_pair = has[0] or any(np.allclose(r, copy) for r in rows)
-        loss = exact if has[1] and has[2] and has_pair else 1e-2
-        return network, FinetuneResult(1.0, loss, 1, 0.0)
-
-    monkeypatch.setattr(prune_module, "finetune_network", stand_in)
-    before = FinetuneResult(1.0, 1e-30, 1, 0.0)
-    merged, result, removed = prune_module._prune_with_finetune(
-        net, before, x, y, 1e-4, FinetuneSettings()
-    )
-    assert prune_module._importance(net, x, 0).argmin() == 2  # the real neuron is tried first
-    assert merged.hidden_widths == [3] and removed in ([[0]], [[3]])
-    assert result.loss_after == exact
-
-
 # A deep teacher per even+linear symmetry class, recovered exactly (widths exact, every
 # angle below 1 degree); 4000 queries, 2000 epochs. relu 5,4,3,1 seed 1 is the case where
 # a lower-layer neuron carrying a linear term had to be dropped (before: widths [5, 3]).

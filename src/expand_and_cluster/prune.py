@@ -17,7 +17,6 @@ from expand_and_cluster.activations import get_activation
 from expand_and_cluster.finetune import FinetuneResult, FinetuneSettings, finetune_network
 from expand_and_cluster.network import MLP
 from expand_and_cluster.seeding import numpy_rng
-from expand_and_cluster.symmetry import angle_deg
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +31,6 @@ PRUNING_RULES = ("noise_floor", "fixed")
 # The noise-floor rule prunes a neuron that explains less than this many times the floor:
 # what a neuron explains is itself measured through fits that are that noisy.
 NOISE_FLOOR_FACTOR = 10.0
-# A fit that leaves less than this fraction of the outputs' variance (float32's resolution,
-# eps^2) is exact for students trained in float32 and for outputs stored in it: a merge
-# that keeps the fit this close is kept even when the fit before was closer still.
-EXACT_FIT = float(np.finfo(np.float32).eps) ** 2
 
 
 def noise_floor(y: np.ndarray, student_losses: np.ndarray, resolution: float = 0.0) -> float:
@@ -363,62 +358,32 @@ def _prune_with_finetune(
     min_explained_variance: float,
     settings: FinetuneSettings,
 ) -> tuple[MLP, FinetuneResult, list[list[int]]]:
-    """Try removing a hidden neuron and fine-tuning again; keep the removal when the
-    fine-tuned network still explains all but ``min_explained_variance`` of the output
-    variance and fits no worse than (twice) before, or fits exactly (:data:`EXACT_FIT`).
-    This catches what the drop-one test cannot: one neuron of the unknown network shared
-    by two recovered neurons a few degrees apart, which only a re-fine-tune merges. Per
-    layer the candidates are the least important neuron and, if removing it fails, each of
-    the two closest neurons (less important first).
-
-    Measured on relu 32,4,1 seed 0 at expansion 4: two recovered neurons 2.6 degrees apart
-    share one teacher neuron (the queries leave relu hyperplanes that much freedom). The
-    least important neuron is a real one; without the closer of the pair the network fits
-    to 2e-19, which "twice before" (2e-24) alone refused: width 5 for 4."""
-    variance = float(np.sum(np.var(y, axis=0)))
-    tolerance = min_explained_variance * variance
-    exact = EXACT_FIT * variance / y.shape[1]  # a fraction of the variance, as an MSE
+    """Try removing each hidden layer's least important neuron and fine-tuning again; keep
+    the removal when the fine-tuned network still explains all but
+    ``min_explained_variance`` of the output variance and fits no worse than (twice)
+    before. This catches what the drop-one test cannot: one neuron of the unknown network
+    shared by two recovered neurons a few degrees apart, which only a re-fine-tune merges."""
+    tolerance = min_explained_variance * float(np.sum(np.var(y, axis=0)))
     pruned: list[list[int]] = [[] for _ in network.hidden_widths]
     if min_explained_variance <= 0:
         return network, finetune, pruned
     for layer in range(len(network.hidden_widths)):
         while network.hidden_widths[layer] > 1:
-            importance = _importance(network, x, layer)
-            weakest = int(np.argmin(importance))
+            weakest = int(np.argmin(_importance(network, x, layer)))
+            trial = network.without_neurons(layer, [weakest])
+            trial, result = finetune_network(trial, x, y, settings)
             # A merged duplicate fine-tunes to the same loss or lower; a lost neuron does not.
-            needed = min(tolerance, max(2 * finetune.loss_after, exact))
-            for candidate in dict.fromkeys([weakest, *_closest_pair(network, layer, importance)]):
-                trial, result = finetune_network(
-                    network.without_neurons(layer, [candidate]),
-                    x,
-                    y,
-                    settings,
-                    give_up_above=needed,
-                )
-                if result.loss_after <= needed and result.loss_after < tolerance:
-                    break
-            else:
+            if not (result.loss_after < tolerance and result.loss_after <= 2 * finetune.loss_after):
                 break
             network, finetune = trial, result
-            pruned[layer].append(candidate)
+            pruned[layer].append(weakest)
             log.info(
                 "layer %d: neuron %d removed; the fine-tuned network still fits (MSE %.2e)",
                 layer + 1,
-                candidate,
+                weakest,
                 result.loss_after,
             )
     return network, finetune, [_sequential_to_original(p) for p in pruned]
-
-
-def _closest_pair(network: MLP, layer: int, importance: np.ndarray) -> list[int]:
-    """The two neurons of hidden ``layer`` whose incoming vectors ``[w; b]`` are closest
-    in angle (up to the activation's symmetries), the less important first."""
-    symmetry = get_activation(network.activation).symmetry
-    vectors = np.concatenate([network.weights[layer], network.biases[layer][:, None]], axis=1)
-    angles = angle_deg(vectors[:, None, :], vectors[None, :, :], symmetry)
-    np.fill_diagonal(angles, np.inf)
-    pair = np.unravel_index(int(np.argmin(angles)), angles.shape)
-    return sorted((int(k) for k in pair), key=lambda k: importance[k])
 
 
 def _last_hidden(
