@@ -111,8 +111,8 @@ def finetune_network(
     # applies it to the step in the weights too, which the scale does not change (divided,
     # it ended runs after one short first step: 9.5e-13 where 1e-21 was reachable).
     # L-BFGS ending a run early (its tolerances) is trusted only from an optimiser built at
-    # the current loss: with the memory and scale of a loss 100 times higher it can end on a
-    # failed line search (sigmoid-2-2-1-s1 x4: 1.2e-9 where a new optimiser reaches 1e-27).
+    # the current loss: with the memory and scale of a loss 100 times higher it can end a
+    # run too soon (sigmoid-2-2-1-s1 x4: 1.2e-9 where a new optimiser reaches 1e-27).
     def optimizer(scale: float) -> torch.optim.LBFGS:
         return torch.optim.LBFGS(
             tensors,
