@@ -121,9 +121,10 @@ def test_same_seed_same_result_and_other_seed_differs():
     assert not np.array_equal(sa.final_loss, sc.final_loss)
 
 
-def test_finetune_stops_when_a_block_of_iterations_barely_improves():
+def test_finetune_stops_when_a_block_of_iterations_barely_improves_or_at_the_budget():
     """min_improvement: L-BFGS stops after the first block of log_every iterations that
-    lowers the loss by less than that fraction; the default goes on while it moves."""
+    lowers the loss by less than that fraction; the default goes on while it moves, and
+    never past max_iterations."""
     from expand_and_cluster.finetune import FinetuneSettings, finetune_network
 
     rng = np.random.default_rng(0)
@@ -141,6 +142,11 @@ def test_finetune_stops_when_a_block_of_iterations_barely_improves():
     )
     assert hasty.iterations % 10 == 0 and hasty.loss_after < hasty.loss_before
     assert patient.iterations > hasty.iterations and patient.loss_after < hasty.loss_after
+    # A budget that is not a multiple of log_every: the last block stops at the budget.
+    _, capped = finetune_network(
+        start, x, teacher(x), FinetuneSettings(max_iterations=25, log_every=10)
+    )
+    assert capped.iterations == 25 and patient.loss_after < capped.loss_after < capped.loss_before
 
 
 def test_a_zero_output_teacher_neuron_is_silent_and_the_functional_width_exact():
