@@ -136,9 +136,10 @@ def finetune_network(
         loss.backward()
         return loss
 
-    done, current, fresh_start = 0, before, False
+    done, current, cut_short = 0, before, False
     while done < settings.max_iterations and current > 0:
-        fresh = opt is None or fresh_start or current < scale * RESCALE_BELOW
+        # A run cut short is followed by a fresh optimiser (or ends the fine-tuning, below).
+        fresh = opt is None or cut_short or current < scale * RESCALE_BELOW
         if fresh:
             scale = current
             opt = optimizer(scale)
@@ -151,10 +152,8 @@ def finetune_network(
             latest = loss_value().item()
         log.info("fine-tune: iteration %d, loss %.3e", iterations, latest)
         cut_short = iterations - done < opt.param_groups[0]["max_iter"]
-        fresh_start = cut_short
-        stalled = (cut_short and fresh and not floor) or not latest < current * (
-            1 - settings.min_improvement
-        )
+        improved = latest < current * (1 - settings.min_improvement)
+        stalled = not improved or (cut_short and fresh and not floor)
         done, current = iterations, latest
         if stalled or not np.isfinite(latest):
             break
