@@ -102,6 +102,32 @@ def test_linear_pair_at_the_last_layer_goes_to_the_skip_term(activation):
     _assert_same_function(pruned_net, net, x)
 
 
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "gelu", "silu", "softplus"])
+def test_a_linear_pair_above_the_first_layer_is_folded_into_one_neuron(activation):
+    """A layer-2 teacher neuron held as its mirror ``f(-z)`` plus a neuron ``f(z + 100)``
+    that is linear on the queries (with slope 1) and carries the linear part: ``f(z) =
+    f(-z) + 2 m z``. This is relu 8,5,4,2 seed 1's excess neuron. The drop-one test
+    cannot remove either (each carries what no other neuron can); the fold makes them
+    one neuron, reports it as linear, and keeps the function."""
+    rng = np.random.default_rng(6)
+    (w1, b1), (w2, b2) = _layer(rng, 6, 5), _layer(rng, 5, 4)
+    w3 = rng.standard_normal((2, 4))
+    slope, shift = linear_slope(activation), 100.0
+    w2x = np.vstack([w2, w2[1]])
+    b2x = np.concatenate([b2, [b2[1] + shift]])
+    w2x[1], b2x[1] = -w2[1], -b2[1]
+    w3x = np.hstack([w3, 2 * slope * w3[:, 1:2]])
+    b3x = -2 * slope * shift * w3[:, 1]
+    net = MLP([w1, w2x, w3x], [b1, b2x, b3x], activation)
+    teacher = MLP([w1, w2, w3], [b1, b2, np.zeros(2)], activation)
+    x = rng.standard_normal((4000, 6))
+    np.testing.assert_allclose(net(x), teacher(x), atol=1e-9)
+    pruned_net, pruned, linear = prune_network(net, x, net(x), 1e-4)
+    assert pruned_net.hidden_widths == [5, 4]
+    assert pruned == [[], [4]] and linear == [[], [4]]
+    np.testing.assert_allclose(pruned_net(x), teacher(x), atol=1e-8)
+
+
 def _assert_same_function(pruned_net, net, x):
     """Within what the pruning tolerates (1e-4 of the output variance), and when nothing
     else was pruned, to rounding."""
