@@ -108,7 +108,8 @@ def test_a_linear_pair_above_the_first_layer_is_folded_into_one_neuron(activatio
     that is linear on the queries (with slope 1) and carries the linear part: ``f(z) =
     f(-z) + 2 m z``. This is relu 8,5,4,2 seed 1's excess neuron. The drop-one test
     cannot remove either (each carries what no other neuron can); the fold makes them
-    one neuron, reports it as linear, and keeps the function."""
+    one neuron, reports it pruned (not as a linear part dropped or given to the skip
+    term), and keeps the function."""
     rng = np.random.default_rng(6)
     (w1, b1), (w2, b2) = _layer(rng, 6, 5), _layer(rng, 5, 4)
     w3 = rng.standard_normal((2, 4))
@@ -124,7 +125,7 @@ def test_a_linear_pair_above_the_first_layer_is_folded_into_one_neuron(activatio
     np.testing.assert_allclose(net(x), teacher(x), atol=1e-9)
     pruned_net, pruned, linear = prune_network(net, x, net(x), 1e-4)
     assert pruned_net.hidden_widths == [5, 4]
-    assert pruned == [[], [4]] and linear == [[], [4]]
+    assert pruned == [[], [4]] and linear == [[], []]
     np.testing.assert_allclose(pruned_net(x), teacher(x), atol=1e-8)
 
 

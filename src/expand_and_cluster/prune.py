@@ -255,8 +255,9 @@ def prune_network(
         if removed:
             keep = np.setdiff1d(np.arange(width), removed)
             network = _refit_layer(network, layer, design, targets, keep)
+        # A folded neuron is pruned, not a linear part dropped or absorbed by the skip term.
         pruned[layer] = _original_indices(folded, removed)
-        linear[layer] = sorted([*folded, *_renumber(folded, explained)])
+        linear[layer] = _renumber(folded, explained)
     return network, pruned, linear
 
 
