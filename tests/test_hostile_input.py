@@ -324,11 +324,26 @@ CLI_FLAGS = {
 }
 
 
+# derandomize: the same draws on every run (a CI run once drew a valid combination whose
+# students, trained 20 epochs, agree on no neuron at gamma 1: the refusal below).
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(values=st.fixed_dictionaries(CLI_FLAGS))
-# Most draws hold at least one invalid value; these two are sure to run end to end.
+# Most draws hold at least one invalid value; these two run end to end, the third is
+# refused because its students agree on no neuron.
+@example(
+    values={
+        "--lr": "0.01",
+        "--students": "3",
+        "--gamma": "1",
+        "--queries": "gaussian:200",
+        "--expansion": "2",
+    }
+)
 @example(
     values={
         "--lr": "0.05",
@@ -348,8 +363,9 @@ CLI_FLAGS = {
     }
 )
 def test_drawn_cli_arguments_run_or_give_exactly_one_line(tmp_path_factory, capsys, values):
-    """Valid draws run to a result; a draw with any invalid value is refused with one line
-    (exit 2, no traceback, no output folder)."""
+    """Valid draws run to a result, or (students trained 20 epochs may agree on no
+    neuron) are refused with the one line that says so and what to change; a draw with
+    any invalid value is refused with one line (exit 2, no traceback)."""
     tmp = tmp_path_factory.mktemp("cli")
     teacher = tmp / "t.zarr"
     write_network(teacher, synthetic_teacher("3,2,1", "tanh", 0))
@@ -362,8 +378,13 @@ def test_drawn_cli_arguments_run_or_give_exactly_one_line(tmp_path_factory, caps
         code = e.code
     err = capsys.readouterr().err
     if all(value in CLI_VALUES[flag][0] for flag, value in values.items()):
-        assert code == 0, err
-        assert json.loads((tmp / "o" / "metrics.json").read_text())["status"]
+        if code == 0:
+            assert json.loads((tmp / "o" / "metrics.json").read_text())["status"]
+        else:
+            assert code == 2 and "Traceback" not in err, err
+            last = err.strip().splitlines()[-1]
+            assert last.startswith("ecluster: error: no cluster passed the filters"), err
+            assert last.endswith("train longer, lower gamma or raise beta"), err
     else:
         assert code == 2, err
         assert "Traceback" not in err
