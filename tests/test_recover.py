@@ -75,7 +75,12 @@ def test_deep_teacher_both_widths_exact():
     teacher = synthetic_teacher("5,4,3,1", "tanh", seed=2)
     recovery, _, metrics = run(teacher, train=TrainSettings(), retrain=TrainSettings())
     assert_exact(metrics)
-    assert recovery.layers[0].retrain is not None  # layer 2 was clustered after retraining
+    # Both ways between layers were tried (auto), and layer 2 was clustered in the
+    # reconstructed basis of layer 1 that the kept one reports.
+    between = recovery.diagnostics()["between_layers"]
+    assert set(between["fine_tuned_mse"]) == {"project", "retrain"}
+    assert recovery.layers[0].projection_residual is not None
+    assert (recovery.layers[0].retrain is not None) == (between["used"] == "retrain")
 
 
 def test_multi_output_teacher():

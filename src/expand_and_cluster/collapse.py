@@ -33,6 +33,9 @@ class LayerRecovery:
     representative_student: np.ndarray  # per kept cluster
     width: int  # width after clustering (before pruning)
     retrain: TrainResult | None = None  # retraining of the students after this layer (deep nets)
+    # between_layers project (deep nets): per student, the median over its next layer's
+    # neurons of the fraction of their pre-activations' variance the projection leaves out.
+    projection_residual: list[float] | None = None
     pruned: list[int] = field(default_factory=list)  # neurons (of `width`) pruned at this layer
     # Even+linear classes: what the collapse left out (see collapse_layer); None otherwise.
     linear_dropped_by_collapse: dict | None = None
@@ -169,3 +172,35 @@ def collapse_layer(
             "relative_size_per_student": [float(v) for v in size],
         }
     return incoming[:, :-1], incoming[:, -1], out_weights, shift
+
+
+def project_next_layer(
+    shared: np.ndarray,
+    student_pre_activations: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Every student's next layer expressed in the shared reconstructed layer: the least-
+    squares weights and bias that map ``shared`` (samples, K: the reconstructed layer's
+    activations on the queries) to each student's own next-layer pre-activations (samples,
+    next), computed with the student's original layers.
+
+    A student that implements the unknown network has, for each of that network's neurons
+    in the next layer, a pre-activation that is a combination of the unknown network's
+    neurons below (which the reconstructed layer holds) and a constant, whatever the student
+    does with its own excess neurons (duplicates, mirrored pairs of even+linear activations
+    with the linear part carried by neurons held in their linear range): the projection
+    recovers it exactly and, unlike summing the members' outgoing weights, leaves out
+    nothing a retraining has to make up for.
+
+    Returns ``(weights (N, next, K), biases (N, next), residual per student)``: the residual
+    is the median over the student's next-layer neurons of the fraction of a pre-activation's
+    variance left unexplained (large for the student's own excess neurons)."""
+    design = np.concatenate([shared, np.ones((len(shared), 1))], axis=1)
+    targets = np.concatenate(student_pre_activations, axis=1)
+    coef, *_ = np.linalg.lstsq(design, targets, rcond=None)
+    unexplained = np.mean((design @ coef - targets) ** 2, axis=0)
+    unexplained /= np.maximum(np.var(targets, axis=0), 1e-300)
+    n_next = student_pre_activations[0].shape[1]
+    coef = coef.reshape(len(design[0]), len(student_pre_activations), n_next)
+    weights = np.transpose(coef[:-1], (1, 2, 0))
+    residual = [float(np.median(r)) for r in unexplained.reshape(-1, n_next)]
+    return weights, coef[-1], residual

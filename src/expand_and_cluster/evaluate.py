@@ -555,6 +555,9 @@ def _shared_metrics(
         "neuron_confidence": neuron_confidence(summary["diagnostics"]),
         "noise": (summary["diagnostics"] or {}).get("noise"),
         "input_mask": mask_size(summary["diagnostics"], input_mask),
+        # Deep teachers: how the next layers reached the reconstructed basis, and each way's
+        # fine-tuned MSE (RecoverySettings.between_layers).
+        "between_layers": (summary["diagnostics"] or {}).get("between_layers"),
     }
 
 

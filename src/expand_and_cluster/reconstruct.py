@@ -25,7 +25,12 @@ import torch
 
 from expand_and_cluster.activations import get_activation, linear_slope
 from expand_and_cluster.cluster import CUT_RULES, min_students
-from expand_and_cluster.collapse import LayerRecovery, cluster_students_layer, collapse_layer
+from expand_and_cluster.collapse import (
+    LayerRecovery,
+    cluster_students_layer,
+    collapse_layer,
+    project_next_layer,
+)
 from expand_and_cluster.confidence import flag_summary, neuron_confidence
 from expand_and_cluster.errors import InputError
 from expand_and_cluster.finetune import FinetuneResult, FinetuneSettings
@@ -35,6 +40,7 @@ from expand_and_cluster.prune import (
     NOISE_FLOOR_FACTOR,
     PRUNING_RULES,
     fit_output_layer,
+    last_hidden_activations,
     noise_floor,
     prune_to_noise_floor,
     pruning_threshold,
@@ -54,6 +60,10 @@ log = logging.getLogger(__name__)
 # The retraining between hidden layers (deep networks) starts next to a minimum, so it gets
 # a shorter budget; like fine-tuning it runs on the CPU (recovery jobs declare no GPU).
 RETRAIN_DEFAULTS: dict[str, Any] = {"max_epochs": 1000, "device": "cpu"}
+
+
+# How a deep network's next layer reaches the reconstructed layer's basis (RecoverySettings).
+BETWEEN_LAYERS = ("auto", "project", "retrain")
 
 
 def _default_retrain() -> TrainSettings:
@@ -119,8 +129,20 @@ class RecoverySettings:
         "(expand_and_cluster.masks).",
         choices=MASK_METHODS,
     )
+    between_layers: str = setting(
+        "auto",
+        "Deep networks: how the students' next layer is put in the basis of the reconstructed "
+        "layer below before it is clustered. project: least squares of each student's own "
+        "next-layer pre-activations on the reconstructed layer (exact for a student that "
+        "implements the network, and fast). retrain: project, then retrain the layers above "
+        "with the reconstructed layer frozen (settings in retrain; the paper's way, which "
+        "forgives students that stopped short). auto: both, keeping the smaller network of "
+        "those that leave at most min_explained_variance of the outputs' variance unexplained "
+        "after fine-tuning, else the better fit (expand_and_cluster.collapse.project_next_layer).",
+        choices=BETWEEN_LAYERS,
+    )
     train: TrainSettings = field(default_factory=TrainSettings)
-    retrain: TrainSettings = field(default_factory=_default_retrain)  # deep networks only
+    retrain: TrainSettings = field(default_factory=_default_retrain)  # between_layers retrain/auto
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
 
     def __post_init__(self) -> None:
@@ -163,6 +185,9 @@ class Recovery:
     # Per hidden layer, per recovered neuron: support, spread, stability, contribution and
     # flags (expand_and_cluster.confidence.neuron_confidence).
     confidence: list[list[dict[str, Any]]] | None = None
+    # Deep networks: how the next layers were put in the reconstructed basis ("used") and
+    # the fine-tuned MSE of each way tried (RecoverySettings.between_layers).
+    between_layers: dict[str, Any] | None = None
 
     @property
     def widths(self) -> list[int]:
@@ -195,6 +220,7 @@ class Recovery:
                     "width_after_clustering": rec.width,
                     "pruned": rec.pruned,
                     "linear_dropped_by_collapse": rec.linear_dropped_by_collapse,
+                    "projection_residual_per_student": rec.projection_residual,
                     "linear_dropped_by_pruning": rec.linear_dropped_by_pruning,
                     "linear_absorbed_by_skip": rec.linear_absorbed_by_skip,
                     "neurons": None if self.confidence is None else self.confidence[len(layers)],
@@ -214,6 +240,7 @@ class Recovery:
             "input_mask": {"method": self.input_mask_method, "kept": kept, "total": total},
             "noise": self.noise,
             "flags": flag_summary(self.confidence),
+            "between_layers": self.between_layers,
             "layers": layers,
             "output_fit_mse": self.output_fit_mse,
             "finetune": {
@@ -319,46 +346,28 @@ def reconstruct(
     student_resolution = float(np.finfo(np.result_type(weights[0], np.float32)).eps) ** 2
     weights = [np.asarray(w, dtype=np.float64)[healthy] for w in weights]
     biases = [np.asarray(b, dtype=np.float64)[healthy] for b in biases]
-    layers: list[LayerRecovery] = []
-    n_hidden = len(weights) - 1
-    for layer in range(n_hidden):
-        rec = cluster_students_layer(
-            weights[layer],
-            biases[layer],
-            losses[healthy],
-            healthy,
-            n_total,
-            act.symmetry,
-            settings.gamma,
-            settings.beta_deg,
-            settings.cut_rule,
-            mask if layer == 0 else None,
-            x.mean(axis=0) if layer == 0 and mask is not None else None,
-        )
-        log.info(
-            "layer %d: %d neurons recovered (%s)", layer + 1, rec.width, rec.clusters.summary()
-        )
-        slope = linear_slope(activation) if act.symmetry.needs_linear_term else 0.5
-        w_new, b_new, out_new, shift = collapse_layer(
-            rec, weights[layer + 1], healthy, act.symmetry, slope
-        )
-        weights[layer] = np.repeat(w_new[None], len(healthy), axis=0)
-        biases[layer] = np.repeat(b_new[None], len(healthy), axis=0)
-        weights[layer + 1] = out_new
-        biases[layer + 1] = biases[layer + 1] + shift
-        if layer < n_hidden - 1:
-            rec.retrain = retrain_above(weights, biases, layer, activation, x, y, settings)
-            weights, biases = rec.retrain.students.numpy()
-        layers.append(rec)
-
-    hidden_w = [w[0] for w in weights[:n_hidden]]
-    hidden_b = [b[0] for b in biases[:n_hidden]]
-    network, fit_mse = fit_output_layer(hidden_w, hidden_b, activation, x, y)
-    log.info("output layer fitted by least squares: MSE %.3e", fit_mse)
     floor = noise_floor(y, losses[healthy], student_resolution)
-    (network, finetune, pruned, linear), used = prune_to_noise_floor(
-        network, x, y, settings.min_explained_variance, floor, settings.pruning, settings.finetune
+    phase = _ClusterPhase(weights, biases, losses[healthy], healthy, n_total, x, y, activation)
+    deep = len(weights) > 2
+    ways = (
+        ["project", "retrain"]
+        if settings.between_layers == "auto" and deep
+        else [settings.between_layers]
     )
+    results = [phase.run(way, settings, mask, floor) for way in ways]
+    result = _best_fit(results, y, settings.min_explained_variance)
+    tried = {r.between_layers: r.finetune.loss_after for r in results}
+    if len(results) > 1:
+        log.info(
+            "between layers: kept the %s network (fine-tuned MSE %s)", result.between_layers, tried
+        )
+    layers, network, fit_mse, finetune = (
+        result.layers,
+        result.network,
+        result.fit_mse,
+        result.finetune,
+    )
+    pruned, linear, used = result.pruned, result.linear, result.threshold_used
     for rec, explained in zip(layers[:-1], linear[:-1], strict=True):
         rec.linear_dropped_by_pruning = explained
     layers[-1].linear_absorbed_by_skip = linear[-1]
@@ -405,7 +414,137 @@ def reconstruct(
             "pruning_threshold_used": used,
         },
         confidence,
+        {"used": result.between_layers, "fine_tuned_mse": tried} if deep else None,
     )
+
+
+def _best_fit(results: list[_PhaseResult], y: np.ndarray, min_explained_variance: float):
+    """Of the networks the ways between layers gave: those that leave at most
+    ``min_explained_variance`` of the outputs' variance unexplained fit (the pruning's own
+    standard for a neuron the network needs); the smallest of them, else the best fit."""
+    variance = max(float(np.sum(np.var(y, axis=0))), 1e-300)
+
+    def unexplained(r: _PhaseResult) -> float:
+        return r.finetune.loss_after * y.shape[1] / variance
+
+    fitting = [r for r in results if unexplained(r) <= min_explained_variance]
+    if fitting:
+        return min(fitting, key=lambda r: (sum(r.network.hidden_widths), unexplained(r)))
+    return min(results, key=unexplained)
+
+
+def _pre_activations(
+    weights: list[np.ndarray], biases: list[np.ndarray], layer: int, activation: str, x: np.ndarray
+) -> list[np.ndarray]:
+    """Per student (``weights[l]``: ``(N, out, in)``), the pre-activations of its hidden
+    ``layer`` on ``x``, one student at a time (memory of one student's layers)."""
+    return [
+        last_hidden_activations(
+            [w[s] for w in weights[:layer]], [b[s] for b in biases[:layer]], activation, x
+        )
+        @ weights[layer][s].T
+        + biases[layer][s]
+        for s in range(len(weights[0]))
+    ]
+
+
+@dataclass
+class _PhaseResult:
+    """One pass of the cluster phase: the layers, the network, and its pruning."""
+
+    between_layers: str
+    layers: list[LayerRecovery]
+    network: MLP
+    fit_mse: float
+    finetune: FinetuneResult
+    pruned: list[list[int]]
+    linear: list[list[int]]
+    threshold_used: float
+
+
+@dataclass
+class _ClusterPhase:
+    """The healthy students (as trained) and the data a cluster phase runs on."""
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    losses: np.ndarray
+    healthy: np.ndarray
+    n_total: int
+    x: np.ndarray
+    y: np.ndarray
+    activation: str
+
+    def run(
+        self, between_layers: str, settings: RecoverySettings, mask: np.ndarray | None, floor: float
+    ) -> _PhaseResult:
+        """Cluster layer by layer and collapse (a deep network's next layer put in the
+        reconstructed layer's basis as ``between_layers`` says), fit the output layer by
+        least squares, then prune and fine-tune."""
+        act = get_activation(self.activation)
+        x, y = self.x, self.y
+        weights, biases = list(self.weights), list(self.biases)
+        layers: list[LayerRecovery] = []
+        n_hidden = len(weights) - 1
+        for layer in range(n_hidden):
+            rec = cluster_students_layer(
+                weights[layer],
+                biases[layer],
+                self.losses,
+                self.healthy,
+                self.n_total,
+                act.symmetry,
+                settings.gamma,
+                settings.beta_deg,
+                settings.cut_rule,
+                mask if layer == 0 else None,
+                x.mean(axis=0) if layer == 0 and mask is not None else None,
+            )
+            log.info(
+                "layer %d: %d neurons recovered (%s)", layer + 1, rec.width, rec.clusters.summary()
+            )
+            slope = linear_slope(self.activation) if act.symmetry.needs_linear_term else 0.5
+            w_new, b_new, out_new, shift = collapse_layer(
+                rec, weights[layer + 1], self.healthy, act.symmetry, slope
+            )
+            weights[layer] = np.repeat(w_new[None], len(self.healthy), axis=0)
+            biases[layer] = np.repeat(b_new[None], len(self.healthy), axis=0)
+            weights[layer + 1] = out_new
+            biases[layer + 1] = biases[layer + 1] + shift
+            if layer < n_hidden - 1:
+                shared = last_hidden_activations(
+                    [w[0] for w in weights[: layer + 1]],
+                    [b[0] for b in biases[: layer + 1]],
+                    self.activation,
+                    x,
+                )
+                pre = _pre_activations(self.weights, self.biases, layer + 1, self.activation, x)
+                weights[layer + 1], biases[layer + 1], rec.projection_residual = project_next_layer(
+                    shared, pre
+                )
+                rec.linear_dropped_by_collapse = None  # the projection used the students as trained
+            if layer < n_hidden - 1 and between_layers == "retrain":
+                rec.retrain = retrain_above(weights, biases, layer, self.activation, x, y, settings)
+                weights, biases = rec.retrain.students.numpy()
+            layers.append(rec)
+
+        hidden_w = [w[0] for w in weights[:n_hidden]]
+        hidden_b = [b[0] for b in biases[:n_hidden]]
+        network, fit_mse = fit_output_layer(hidden_w, hidden_b, self.activation, x, y)
+        log.info("output layer fitted by least squares: MSE %.3e", fit_mse)
+        (network, finetune, pruned, linear), used = prune_to_noise_floor(
+            network,
+            x,
+            y,
+            settings.min_explained_variance,
+            floor,
+            settings.pruning,
+            settings.finetune,
+            linear_below_last=between_layers == "retrain",
+        )
+        return _PhaseResult(
+            between_layers, layers, network, fit_mse, finetune, pruned, linear, used
+        )
 
 
 def trust_warnings(

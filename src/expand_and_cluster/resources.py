@@ -73,6 +73,10 @@ def estimate_recovery_memory(
     activations = 3 * n_students * hidden * max(batch, min(n_queries, _EVAL_CHUNK)) * item
     neurons = n_students * max(student_widths)
     clustering = _CLUSTERING_OVERHEAD * 8 * neurons**2 + neurons * (max(widths[:-2]) + 1) * 8 * 4
+    # Deep networks: every student's next-layer pre-activations on every query, projected by
+    # least squares (expand_and_cluster.collapse.project_next_layer: targets, fit, residual).
+    if len(student_widths) > 1:
+        clustering += 3 * n_queries * n_students * max(student_widths[1:]) * 8
     # Fine-tuning holds the collapsed network's activations on every query in float64; its
     # widths are at most the students'.
     finetuning = 4 * n_queries * hidden * 8
