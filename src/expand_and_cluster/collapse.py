@@ -128,8 +128,9 @@ def collapse_layer(
 
     For even+linear classes (``f(-z) = f(z) - 2 m z``, ``m = slope``) a member flipped
     against its representative leaves ``-2 m a z`` out (``a`` its outgoing weights): a
-    linear function of the layer's input that the retraining above (or, at the last hidden
-    layer, the skip term) has to make up for. How much was left out is recorded in
+    linear function of the layer's input that, at the last hidden layer, the skip term
+    makes up for. (Below it, the reconstruction replaces these outgoing weights by
+    :func:`project_next_layer`, which leaves nothing out.) How much was left out is recorded in
     ``rec.linear_dropped_by_collapse``: the flipped members, and per student the norm of
     the linear map left out relative to the norm of the student's collapsed outgoing weights.
 
