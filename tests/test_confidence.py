@@ -210,7 +210,7 @@ def test_pruning_is_not_redone_when_the_floor_leaves_the_threshold_where_it_was(
     variance = float(np.var(y))
     calls = []
 
-    def first_pruning(network, x, y, threshold, finetune, merge_tolerance=None, **_):
+    def first_pruning(network, x, y, threshold, finetune, merge_tolerance=None):
         calls.append(threshold)
         result = FinetuneResult(1.0, 2e-4 * variance, 10, 0.0)
         return network, result, [[0, 1, 2]], [[]]

@@ -212,6 +212,31 @@ def test_projection_recovers_the_next_layer_of_a_student_with_a_linear_pair(acti
     assert max(residual) < 1e-20
 
 
+def test_projection_leaves_out_what_the_students_cannot_determine():
+    """Two reconstructed neurons in their linear range differ by a combination 1e-7 of the
+    largest; two students that compute the same next layer up to their own error (1e-5)
+    get next-layer vectors that agree within 0.01 degrees when the projection is told that
+    precision, and tens of degrees apart without it (their clusters would split)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2000, 4))
+    v = rng.standard_normal(4)
+    shared = np.column_stack([np.tanh(x @ rng.standard_normal((4, 3))), x @ v + 10, x @ v + 10])
+    shared[:, 4] += 1e-7 * rng.standard_normal(len(x))
+    pre = shared[:, :4] @ rng.standard_normal((4, 2))
+    students = [pre + 1e-5 * rng.standard_normal(pre.shape) for _ in range(2)]
+
+    def disagreement(precision):
+        weights, biases, _ = project_next_layer(shared, students, precision)
+        vectors = np.concatenate([weights, biases[:, :, None]], axis=2)
+        cos = np.sum(vectors[0] * vectors[1], axis=1) / np.prod(
+            np.linalg.norm(vectors, axis=2), axis=0
+        )
+        return np.degrees(np.arccos(np.clip(cos, -1, 1))).max()
+
+    assert disagreement(1e-5) < 0.01
+    assert disagreement(0.0) > 10
+
+
 # A deep teacher per even+linear symmetry class, recovered exactly (widths exact, every
 # angle below 1 degree); 4000 queries, 2000 epochs. relu 5,4,3,1 seed 1 is the case where
 # a lower-layer neuron carrying a linear term had to be dropped (before: widths [5, 3]).

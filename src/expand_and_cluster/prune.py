@@ -77,7 +77,6 @@ def prune_to_noise_floor(
     floor: float,
     rule: str,
     finetune: FinetuneSettings,
-    linear_below_last: bool = True,
 ) -> tuple[tuple[MLP, FinetuneResult, list[list[int]], list[list[int]]], float]:
     """:func:`prune_and_finetune` at ``min_explained_variance``; with rule ``noise_floor``,
     when the fine-tuned network then leaves more than the :func:`pruning_threshold` of the
@@ -97,9 +96,7 @@ def prune_to_noise_floor(
     and the two cannot be told apart from the residuals (measured: merging near duplicates
     up to 10x the floor cost real neurons at expansion 1 on the default study)."""
     threshold = pruning_threshold(floor, rule, min_explained_variance)
-    first = prune_and_finetune(
-        network, x, y, min_explained_variance, finetune, linear_below_last=linear_below_last
-    )
+    first = prune_and_finetune(network, x, y, min_explained_variance, finetune)
     variance = float(np.sum(np.var(y, axis=0)))
     unexplained = first[1].loss_after * y.shape[1] / variance if variance > 0 else 0.0
     n_pruned = sum(len(layer) for layer in first[2])
@@ -122,13 +119,7 @@ def prune_to_noise_floor(
     # not double): at the noise floor no fine-tuning gets below it, and relu twins 0.1
     # degrees apart stayed (measured on the wine teacher: width 12 for 8).
     second = prune_and_finetune(
-        network,
-        x,
-        y,
-        threshold,
-        finetune,
-        merge_tolerance=min_explained_variance,
-        linear_below_last=linear_below_last,
+        network, x, y, threshold, finetune, merge_tolerance=min_explained_variance
     )
     if second[1].loss_after < first[1].loss_after:
         return second, threshold
@@ -161,7 +152,6 @@ def prune_and_finetune(
     min_explained_variance: float,
     finetune: FinetuneSettings,
     merge_tolerance: float | None = None,
-    linear_below_last: bool = True,
 ) -> tuple[MLP, FinetuneResult, list[list[int]], list[list[int]]]:
     """Prune, fine-tune, prune again, then try removing neurons one by one with a
     fine-tune each (duplicates that were a little apart before fine-tuning coincide after
@@ -186,16 +176,12 @@ def prune_and_finetune(
                 )
             pruned[layer] = _original_indices(pruned[layer], removed[layer])
 
-    network, removed, explained = prune_network(
-        network, x, y, min_explained_variance, linear_below_last
-    )
+    network, removed, explained = prune_network(network, x, y, min_explained_variance)
     record(removed, explained)
     network, result = finetune_network(network, x, y, finetune)
     first_round = True
     while True:
-        network, removed, explained = prune_network(
-            network, x, y, min_explained_variance, linear_below_last
-        )
+        network, removed, explained = prune_network(network, x, y, min_explained_variance)
         record(removed, explained)
         if any(removed):
             if not first_round:
@@ -219,11 +205,7 @@ def prune_and_finetune(
 
 
 def prune_network(
-    network: MLP,
-    x: np.ndarray,
-    y: np.ndarray,
-    min_explained_variance: float,
-    linear_below_last: bool = True,
+    network: MLP, x: np.ndarray, y: np.ndarray, min_explained_variance: float
 ) -> tuple[MLP, list[list[int]], list[list[int]]]:
     """Remove hidden neurons that explain (almost) nothing of what they feed, top-down.
 
@@ -241,12 +223,7 @@ def prune_network(
     (:func:`expand_and_cluster.collapse.collapse_layer`); the fine-tuning that follows
     repairs what dropping it changes. (Measured, relu 5,4,3,1 seed 1: keeping such a
     neuron leaves an excess neuron that the fine-tuning comes to rely on; dropping it
-    recovers the teacher exactly.) With ``linear_below_last`` false, layers below the last
-    are offered no linear function: after the students' next layers were projected on the
-    reconstructed ones (``between_layers: project``) the collapse dropped nothing there, and
-    a real neuron that is nearly linear on the data would otherwise go with its linear part
-    (measured, leaky_relu 8,5,4,3,2 seed 0: one of the teacher's first-layer neurons, width
-    [4, 4, 4] for [5, 4, 3]). Above the first layer a linear pair whose linear
+    recovers the teacher exactly.) Above the first layer a linear pair whose linear
     neuron is shifted into its linear range (``f(z + c) = z + c`` there) is folded into
     one neuron first (:func:`_fold_linear_pairs`).
 
@@ -263,8 +240,6 @@ def prune_network(
             network, folded = _fold_linear_pairs(network, x, y, layer, min_explained_variance)
         width = network.hidden_widths[layer]
         design, targets = _layer_problem(network, x, y, layer, _PRUNE_SAMPLES)
-        if not linear_below_last and layer < n_hidden - 1:
-            design = design[:, : width + 1]
         removed = greedy_prune(design, targets, width, min_explained_variance)
         explained: list[int] = []
         if linear_term and removed:

@@ -519,8 +519,10 @@ class _ClusterPhase:
                     x,
                 )
                 pre = _pre_activations(self.weights, self.biases, layer + 1, self.activation, x)
+                # The students' own precision: the best one's relative error (noise_floor).
+                precision = float(np.sqrt(floor)) if np.isfinite(floor) else 0.0
                 weights[layer + 1], biases[layer + 1], rec.projection_residual = project_next_layer(
-                    shared, pre
+                    shared, pre, precision
                 )
                 rec.linear_dropped_by_collapse = None  # the projection used the students as trained
             if layer < n_hidden - 1 and between_layers == "retrain":
@@ -540,7 +542,6 @@ class _ClusterPhase:
             floor,
             settings.pruning,
             settings.finetune,
-            linear_below_last=between_layers == "retrain",
         )
         return _PhaseResult(
             between_layers, layers, network, fit_mse, finetune, pruned, linear, used
