@@ -33,7 +33,7 @@ class LayerRecovery:
     representative_student: np.ndarray  # per kept cluster
     width: int  # width after clustering (before pruning)
     retrain: TrainResult | None = None  # retraining of the students after this layer (deep nets)
-    # between_layers project (deep nets): per student, the median over its next layer's
+    # Below the last hidden layer (deep nets): per student, the median over its next layer's
     # neurons of the fraction of their pre-activations' variance the projection leaves out.
     projection_residual: list[float] | None = None
     pruned: list[int] = field(default_factory=list)  # neurons (of `width`) pruned at this layer

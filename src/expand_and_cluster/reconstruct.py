@@ -418,7 +418,9 @@ def reconstruct(
     )
 
 
-def _best_fit(results: list[_PhaseResult], y: np.ndarray, min_explained_variance: float):
+def _best_fit(
+    results: list[_PhaseResult], y: np.ndarray, min_explained_variance: float
+) -> _PhaseResult:
     """Of the networks the ways between layers gave: those that leave at most
     ``min_explained_variance`` of the outputs' variance unexplained fit (the pruning's own
     standard for a neuron the network needs); the smallest of them, else the best fit."""
@@ -486,6 +488,8 @@ class _ClusterPhase:
         weights, biases = list(self.weights), list(self.biases)
         layers: list[LayerRecovery] = []
         n_hidden = len(weights) - 1
+        # The students' own precision: the best one's relative error (noise_floor).
+        precision = float(np.sqrt(floor)) if np.isfinite(floor) else 0.0
         for layer in range(n_hidden):
             rec = cluster_students_layer(
                 weights[layer],
@@ -504,13 +508,13 @@ class _ClusterPhase:
                 "layer %d: %d neurons recovered (%s)", layer + 1, rec.width, rec.clusters.summary()
             )
             slope = linear_slope(self.activation) if act.symmetry.needs_linear_term else 0.5
-            w_new, b_new, out_new, shift = collapse_layer(
+            # The collapsed outgoing weights are not used: below the last layer the
+            # projection replaces them, and the output layer is fitted by least squares.
+            w_new, b_new, _, _ = collapse_layer(
                 rec, weights[layer + 1], self.healthy, act.symmetry, slope
             )
             weights[layer] = np.repeat(w_new[None], len(self.healthy), axis=0)
             biases[layer] = np.repeat(b_new[None], len(self.healthy), axis=0)
-            weights[layer + 1] = out_new
-            biases[layer + 1] = biases[layer + 1] + shift
             if layer < n_hidden - 1:
                 shared = last_hidden_activations(
                     [w[0] for w in weights[: layer + 1]],
@@ -519,8 +523,6 @@ class _ClusterPhase:
                     x,
                 )
                 pre = _pre_activations(self.weights, self.biases, layer + 1, self.activation, x)
-                # The students' own precision: the best one's relative error (noise_floor).
-                precision = float(np.sqrt(floor)) if np.isfinite(floor) else 0.0
                 weights[layer + 1], biases[layer + 1], rec.projection_residual = project_next_layer(
                     shared, pre, precision
                 )
