@@ -5,6 +5,7 @@ whose outgoing weights every student's members share.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,9 @@ class LayerRecovery:
     # Below the last hidden layer (deep nets): per student, the median over its next layer's
     # neurons of the fraction of their pre-activations' variance the projection leaves out.
     projection_residual: list[float] | None = None
+    # Even+linear classes below the last hidden layer: neurons (of `width`) turned to the
+    # orientation the next layer needs (orient_for_next_layer).
+    flipped_for_next_layer: list[int] = field(default_factory=list)
     pruned: list[int] = field(default_factory=list)  # neurons (of `width`) pruned at this layer
     # Even+linear classes: what the collapse left out (see collapse_layer); None otherwise.
     linear_dropped_by_collapse: dict | None = None
@@ -205,17 +209,71 @@ def project_next_layer(
     Returns ``(weights (N, next, K), biases (N, next), residual per student)``: the residual
     is the median over the student's next-layer neurons of the fraction of a pre-activation's
     variance left unexplained (large for the student's own excess neurons)."""
+    targets = np.concatenate(student_pre_activations, axis=1)
+    coef, unexplained = _truncated_fit(shared, targets, precision)
+    n_next = student_pre_activations[0].shape[1]
+    coef = coef.reshape(len(coef), len(student_pre_activations), n_next)
+    weights = np.transpose(coef[:-1], (1, 2, 0))
+    residual = [float(np.median(r)) for r in unexplained.reshape(-1, n_next)]
+    return weights, coef[-1], residual
+
+
+def orient_for_next_layer(
+    pre_activations: np.ndarray,
+    student_pre_activations: list[np.ndarray],
+    activation: Callable[[np.ndarray], np.ndarray],
+    precision: float = 0.0,
+) -> np.ndarray:
+    """Even+linear classes below the last hidden layer: the orientation (sign of ``[w; b]``)
+    of each reconstructed neuron that lets the next layer be a plain combination of them.
+
+    ``f(-z) = f(z) - 2 m z``: a neuron taken in the orientation opposite to the unknown
+    network's (the representative student's own choice) leaves a linear function of the
+    layer's input in the next layer's pre-activations, which no weight on the neurons can
+    fit and a plain MLP has no place for. Measured (leaky_relu 8,5,4,3,2 seed 0): one of
+    five first-layer neurons mirrored; its students' next layers projected onto it left
+    their errors high, layer 2 clustered into 4 neurons (one kept by only 5 of 10 students)
+    and the mirrored neuron was then pruned, width [4, 4, 4] for [5, 4, 3].
+
+    ``pre_activations`` are the reconstructed neurons' (samples, K); the students' next
+    layers as in :func:`project_next_layer`. A neuron is flipped when that lowers what the
+    projection leaves unexplained (summed over every student's next-layer neurons), one
+    neuron at a time until no flip helps. Returns the signs (K,), 1 or -1."""
+    targets = np.concatenate(student_pre_activations, axis=1)
+    signs = np.ones(pre_activations.shape[1])
+
+    def unexplained(trial: np.ndarray) -> float:
+        return float(
+            np.sum(_truncated_fit(activation(pre_activations * trial), targets, precision)[1])
+        )
+
+    best = unexplained(signs)
+    improved = True
+    while improved:
+        improved = False
+        for k in range(len(signs)):
+            trial = signs.copy()
+            trial[k] = -trial[k]
+            value = unexplained(trial)
+            # A flip must beat rounding, not tie: an unused neuron keeps its orientation.
+            if value < best * (1 - 1e-9):
+                signs, best, improved = trial, value, True
+    return signs
+
+
+def _truncated_fit(
+    shared: np.ndarray, targets: np.ndarray, precision: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of ``targets`` on ``shared`` and a constant, leaving out combinations
+    of normalised columns below ``precision`` (see :func:`project_next_layer`). Returns the
+    coefficients (K + 1, targets; the constant's last) and each target's unexplained
+    fraction of its variance."""
     design = np.concatenate([shared, np.ones((len(shared), 1))], axis=1)
     scale = np.linalg.norm(design, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
-    targets = np.concatenate(student_pre_activations, axis=1)
     cutoff = max(precision, np.finfo(np.float64).eps * max(design.shape))
     coef, *_ = np.linalg.lstsq(design / scale, targets, rcond=cutoff)
     coef /= scale[:, None]
     unexplained = np.mean((design @ coef - targets) ** 2, axis=0)
     unexplained /= np.maximum(np.var(targets, axis=0), 1e-300)
-    n_next = student_pre_activations[0].shape[1]
-    coef = coef.reshape(len(design[0]), len(student_pre_activations), n_next)
-    weights = np.transpose(coef[:-1], (1, 2, 0))
-    residual = [float(np.median(r)) for r in unexplained.reshape(-1, n_next)]
-    return weights, coef[-1], residual
+    return coef, unexplained

@@ -29,6 +29,7 @@ from expand_and_cluster.collapse import (
     LayerRecovery,
     cluster_students_layer,
     collapse_layer,
+    orient_for_next_layer,
     project_next_layer,
 )
 from expand_and_cluster.confidence import flag_summary, neuron_confidence
@@ -63,7 +64,10 @@ RETRAIN_DEFAULTS: dict[str, Any] = {"max_epochs": 1000, "device": "cpu"}
 
 
 # How a deep network's next layer reaches the reconstructed layer's basis (RecoverySettings).
-BETWEEN_LAYERS = ("auto", "project", "retrain")
+# project: least squares, no training; retrain: the layers above retrained from the
+# projection; collapse: retrained from the collapse (the paper's way, for comparison).
+BETWEEN_LAYERS = ("auto", "project", "retrain", "collapse")
+AUTO_BETWEEN_LAYERS = ("project", "retrain")
 
 
 def _default_retrain() -> TrainSettings:
@@ -135,10 +139,13 @@ class RecoverySettings:
         "layer below before it is clustered. project: least squares of each student's own "
         "next-layer pre-activations on the reconstructed layer (exact for a student that "
         "implements the network, and fast). retrain: project, then retrain the layers above "
-        "with the reconstructed layer frozen (settings in retrain; the paper's way, which "
-        "forgives students that stopped short). auto: both, keeping the smaller network of "
-        "those that leave at most min_explained_variance of the outputs' variance unexplained "
-        "after fine-tuning, else the better fit (expand_and_cluster.collapse.project_next_layer).",
+        "with the reconstructed layer frozen (settings in retrain; forgives students that "
+        "stopped short). collapse: the paper's way, for comparison: each student's outgoing "
+        "weights summed over its members of each cluster, then retrain as above. auto: "
+        "project and retrain, keeping the smaller network of those that leave at most "
+        "min_explained_variance of the outputs' variance unexplained after fine-tuning, else "
+        "the better fit "
+        "(expand_and_cluster.collapse.project_next_layer, collapse_layer).",
         choices=BETWEEN_LAYERS,
     )
     train: TrainSettings = field(default_factory=TrainSettings)
@@ -221,6 +228,7 @@ class Recovery:
                     "pruned": rec.pruned,
                     "linear_dropped_by_collapse": rec.linear_dropped_by_collapse,
                     "projection_residual_per_student": rec.projection_residual,
+                    "flipped_for_next_layer": rec.flipped_for_next_layer,
                     "linear_dropped_by_pruning": rec.linear_dropped_by_pruning,
                     "linear_absorbed_by_skip": rec.linear_absorbed_by_skip,
                     "neurons": None if self.confidence is None else self.confidence[len(layers)],
@@ -350,7 +358,7 @@ def reconstruct(
     phase = _ClusterPhase(weights, biases, losses[healthy], healthy, n_total, x, y, activation)
     deep = len(weights) > 2
     ways = (
-        ["project", "retrain"]
+        AUTO_BETWEEN_LAYERS
         if settings.between_layers == "auto" and deep
         else [settings.between_layers]
     )
@@ -508,26 +516,37 @@ class _ClusterPhase:
                 "layer %d: %d neurons recovered (%s)", layer + 1, rec.width, rec.clusters.summary()
             )
             slope = linear_slope(self.activation) if act.symmetry.needs_linear_term else 0.5
-            # The collapsed outgoing weights are not used: below the last layer the
-            # projection replaces them, and the output layer is fitted by least squares.
-            w_new, b_new, _, _ = collapse_layer(
+            w_new, b_new, out_new, shift = collapse_layer(
                 rec, weights[layer + 1], self.healthy, act.symmetry, slope
             )
-            weights[layer] = np.repeat(w_new[None], len(self.healthy), axis=0)
-            biases[layer] = np.repeat(b_new[None], len(self.healthy), axis=0)
-            if layer < n_hidden - 1:
-                shared = last_hidden_activations(
-                    [w[0] for w in weights[: layer + 1]],
-                    [b[0] for b in biases[: layer + 1]],
+            if layer < n_hidden - 1 and between_layers != "collapse":
+                pre = _pre_activations(self.weights, self.biases, layer + 1, self.activation, x)
+                below = last_hidden_activations(
+                    [w[0] for w in weights[:layer]],
+                    [b[0] for b in biases[:layer]],
                     self.activation,
                     x,
                 )
-                pre = _pre_activations(self.weights, self.biases, layer + 1, self.activation, x)
+                if act.symmetry.needs_linear_term:
+                    signs = orient_for_next_layer(
+                        below @ w_new.T + b_new, pre, act.numpy, precision
+                    )
+                    w_new, b_new = w_new * signs[:, None], b_new * signs
+                    rec.flipped_for_next_layer = np.flatnonzero(signs < 0).tolist()
+                shared = act.numpy(below @ w_new.T + b_new)
                 weights[layer + 1], biases[layer + 1], rec.projection_residual = project_next_layer(
                     shared, pre, precision
                 )
                 rec.linear_dropped_by_collapse = None  # the projection used the students as trained
-            if layer < n_hidden - 1 and between_layers == "retrain":
+            elif layer < n_hidden - 1:
+                weights[layer + 1] = out_new
+                biases[layer + 1] = biases[layer + 1] + shift
+            weights[layer] = np.repeat(w_new[None], len(self.healthy), axis=0)
+            biases[layer] = np.repeat(b_new[None], len(self.healthy), axis=0)
+            if layer == n_hidden - 1:
+                layers.append(rec)  # the output layer is fitted by least squares below
+                break
+            if between_layers != "project":
                 rec.retrain = retrain_above(weights, biases, layer, self.activation, x, y, settings)
                 weights, biases = rec.retrain.students.numpy()
             layers.append(rec)
