@@ -247,6 +247,9 @@ def orient_for_next_layer(
             np.sum(_truncated_fit(activation(pre_activations * trial), targets, precision)[1])
         )
 
+    # A flip must lower the sum by more than the students' own error can (precision**2 per
+    # target), so that a neuron the next layer does not use keeps its orientation.
+    tolerance = targets.shape[1] * max(precision**2, float(np.finfo(np.float64).eps))
     best = unexplained(signs)
     improved = True
     while improved:
@@ -255,8 +258,7 @@ def orient_for_next_layer(
             trial = signs.copy()
             trial[k] = -trial[k]
             value = unexplained(trial)
-            # A flip must beat rounding, not tie: an unused neuron keeps its orientation.
-            if value < best * (1 - 1e-9):
+            if value < best - tolerance:
                 signs, best, improved = trial, value, True
     return signs
 
