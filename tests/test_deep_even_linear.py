@@ -14,7 +14,7 @@ import pytest
 from expand_and_cluster import RecoverySettings, TrainSettings, recover
 from expand_and_cluster import prune as prune_module
 from expand_and_cluster.activations import get_activation, linear_slope
-from expand_and_cluster.collapse import project_next_layer
+from expand_and_cluster.collapse import orient_for_next_layer, project_next_layer
 from expand_and_cluster.data import sample_inputs
 from expand_and_cluster.evaluate import compare_networks
 from expand_and_cluster.finetune import FinetuneResult, FinetuneSettings
@@ -237,6 +237,34 @@ def test_projection_leaves_out_what_the_students_cannot_determine():
     assert disagreement(0.0) > 10
 
 
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "gelu", "silu", "softplus"])
+def test_orientation_turns_mirrored_neurons_back_for_the_next_layer(activation):
+    """The reconstructed layer holds the teacher's five neurons, two of them as their
+    mirrors ``f(-z)`` (the representative students' own orientation), and a neuron the
+    next layer does not use. Two students compute the teacher's next layer. Projected as
+    they are, a linear function of the input is left over that no weight can fit; turned
+    by orient_for_next_layer, exactly the two mirrors flip, the unused neuron keeps its
+    orientation, and the projection gives the teacher's next layer to rounding."""
+    rng = np.random.default_rng(11)
+    f = get_activation(activation).numpy
+    (w1, b1), (w2, b2) = _layer(rng, 6, 5), _layer(rng, 5, 4)
+    x = rng.standard_normal((3000, 6))
+    unused = rng.standard_normal(7)
+    z = np.column_stack([x @ w1.T + b1, x @ unused[:6] + unused[6]])
+    representative = np.array([-1.0, 1.0, 1.0, -1.0, 1.0, 1.0])
+    pre = f(z[:, :5]) @ w2.T + b2
+    students = [pre, 3 * pre]
+
+    _, _, mirrored = project_next_layer(f(z * representative), students)
+    assert min(mirrored) > 1e-4
+    signs = orient_for_next_layer(z * representative, students, f)
+    np.testing.assert_array_equal(signs * representative, [1, 1, 1, 1, 1, 1])
+    weights, biases, residual = project_next_layer(f(z * representative * signs), students)
+    np.testing.assert_allclose(weights[0], np.hstack([w2, np.zeros((4, 1))]), atol=1e-7)
+    np.testing.assert_allclose(biases[1], 3 * b2, atol=1e-7)
+    assert max(residual) < 1e-18
+
+
 # A deep teacher per even+linear symmetry class, recovered exactly (widths exact, every
 # angle below 1 degree); 4000 queries, 2000 epochs. relu 5,4,3,1 seed 1 is the case where
 # a lower-layer neuron carrying a linear term had to be dropped (before: widths [5, 3]).
@@ -273,6 +301,7 @@ def test_deep_even_linear_teacher_recovered_exactly(case):
         assert layer["linear_dropped_by_collapse"] is None
         assert len(layer["projection_residual_per_student"]) == settings.n_students
         assert (rec.retrain is not None) == (between["used"] == "retrain")
+        assert all(0 <= k < rec.width for k in layer["flipped_for_next_layer"])
     assert last["linear_dropped_by_collapse"] is not None
     for layer in [*lower, last]:
         assert "linear_absorbed_by_skip" in layer and "linear_dropped_by_pruning" in layer

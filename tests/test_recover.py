@@ -12,7 +12,7 @@ from expand_and_cluster.evaluate import (
     recovery_metrics,
 )
 from expand_and_cluster.network import MLP
-from expand_and_cluster.reconstruct import recovery_summary
+from expand_and_cluster.reconstruct import reconstruct, recovery_summary, teacher_outputs
 from expand_and_cluster.teachers import synthetic_teacher
 
 # Small but honest: 4000 queries, 10 students 4x wider than the teacher, 1000 epochs.
@@ -73,7 +73,7 @@ def test_each_activation_recovers_width_and_angles(activation):
 def test_deep_teacher_both_widths_exact():
     # Deep students learn more slowly: the library's default budget, not the shortened one.
     teacher = synthetic_teacher("5,4,3,1", "tanh", seed=2)
-    recovery, _, metrics = run(teacher, train=TrainSettings(), retrain=TrainSettings())
+    recovery, students, metrics = run(teacher, train=TrainSettings(), retrain=TrainSettings())
     assert_exact(metrics)
     # Both ways between layers were tried (auto), and layer 2 was clustered in the
     # reconstructed basis of layer 1 that the kept one reports.
@@ -81,6 +81,30 @@ def test_deep_teacher_both_widths_exact():
     assert set(between["fine_tuned_mse"]) == {"project", "retrain"}
     assert recovery.layers[0].projection_residual is not None
     assert (recovery.layers[0].retrain is not None) == (between["used"] == "retrain")
+    # The paper's collapse (kept for comparison) on the same students: retrained from the
+    # summed outgoing weights, nothing projected; it recovers this teacher too.
+    x = sample_inputs("gaussian", QUERIES, teacher.n_inputs, seed=0)
+    weights, biases = students.students.numpy()
+    collapsed = reconstruct(
+        weights,
+        biases,
+        students.final_loss,
+        students.failed,
+        x,
+        teacher_outputs(teacher, x),
+        "tanh",
+        RecoverySettings(between_layers="collapse", **SETTINGS, retrain=TrainSettings()),
+    )
+    assert_exact(
+        compare_networks(
+            collapsed.network,
+            teacher,
+            sample_inputs("gaussian", 5000, teacher.n_inputs, 0, "held-out"),
+        )
+    )
+    assert collapsed.diagnostics()["between_layers"]["used"] == "collapse"
+    assert collapsed.layers[0].projection_residual is None
+    assert collapsed.layers[0].retrain is not None
 
 
 def test_multi_output_teacher():
