@@ -16,7 +16,7 @@ from expand_and_cluster import prune as prune_module
 from expand_and_cluster.activations import get_activation, linear_slope
 from expand_and_cluster.collapse import orient_for_next_layer, project_next_layer
 from expand_and_cluster.data import sample_inputs
-from expand_and_cluster.evaluate import compare_networks
+from expand_and_cluster.evaluate import compare_networks, linear_terms
 from expand_and_cluster.finetune import FinetuneResult, FinetuneSettings
 from expand_and_cluster.network import MLP
 from expand_and_cluster.prune import _drop_one_rise, greedy_prune, prune_network
@@ -302,6 +302,8 @@ def test_deep_even_linear_teacher_recovered_exactly(case):
         assert len(layer["projection_residual_per_student"]) == settings.n_students
         assert (rec.retrain is not None) == (between["used"] == "retrain")
         assert all(0 <= k < rec.width for k in layer["flipped_for_next_layer"])
+    turned = [t["turned_for_next_layer"] for t in linear_terms(diagnostics)]
+    assert turned == [layer["flipped_for_next_layer"] for layer in diagnostics["layers"]]
     assert last["linear_dropped_by_collapse"] is not None
     for layer in [*lower, last]:
         assert "linear_absorbed_by_skip" in layer and "linear_dropped_by_pruning" in layer

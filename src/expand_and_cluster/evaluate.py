@@ -581,8 +581,10 @@ def mask_size(diagnostics: dict | None, input_mask: np.ndarray | None) -> dict[s
 
 def linear_terms(diagnostics: dict | None) -> list[dict[str, Any]] | None:
     """Per hidden layer (even+linear activations), the linear terms the recovery left out
-    or handed to the skip term: members the collapse flipped and the largest relative size
-    of the linear map it dropped for a student (``linear_dropped_by_collapse``), and the
+    or handed to the skip term: below the last hidden layer, the reconstructed neurons turned
+    to the orientation their next layer needs (``flipped_for_next_layer``; a mirrored one
+    would leave a linear term there); members the collapse flipped and the largest relative
+    size of the linear map it dropped for a student (``linear_dropped_by_collapse``), and the
     pruned neurons only a linear function explained: at the last hidden layer taken over by
     the input-to-output skip term (``linear_absorbed_by_skip``), below it dropped
     (``linear_dropped_by_pruning``).
@@ -594,6 +596,7 @@ def linear_terms(diagnostics: dict | None) -> list[dict[str, Any]] | None:
         dropped = layer.get("linear_dropped_by_collapse")
         result.append(
             {
+                "turned_for_next_layer": layer.get("flipped_for_next_layer", []),
                 "flipped_members": None if dropped is None else dropped["flipped_members"],
                 "dropped_by_collapse_max": None
                 if dropped is None
