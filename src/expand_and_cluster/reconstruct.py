@@ -144,8 +144,7 @@ class RecoverySettings:
         "weights summed over its members of each cluster, then retrain as above. auto: "
         "project and retrain, keeping the smaller network of those that leave at most "
         "min_explained_variance of the outputs' variance unexplained after fine-tuning, else "
-        "the better fit "
-        "(expand_and_cluster.collapse.project_next_layer, collapse_layer).",
+        "the better fit (expand_and_cluster.collapse.project_next_layer, collapse_layer).",
         choices=BETWEEN_LAYERS,
     )
     train: TrainSettings = field(default_factory=TrainSettings)
@@ -519,7 +518,12 @@ class _ClusterPhase:
             w_new, b_new, out_new, shift = collapse_layer(
                 rec, weights[layer + 1], self.healthy, act.symmetry, slope
             )
-            if layer < n_hidden - 1 and between_layers != "collapse":
+            # The last hidden layer feeds the output, which is fitted by least squares below.
+            below_last = layer < n_hidden - 1
+            if below_last and between_layers == "collapse":
+                weights[layer + 1] = out_new
+                biases[layer + 1] = biases[layer + 1] + shift
+            elif below_last:
                 pre = _pre_activations(self.weights, self.biases, layer + 1, self.activation, x)
                 below = last_hidden_activations(
                     [w[0] for w in weights[:layer]],
@@ -527,26 +531,18 @@ class _ClusterPhase:
                     self.activation,
                     x,
                 )
+                z = below @ w_new.T + b_new
                 if act.symmetry.needs_linear_term:
-                    signs = orient_for_next_layer(
-                        below @ w_new.T + b_new, pre, act.numpy, precision
-                    )
-                    w_new, b_new = w_new * signs[:, None], b_new * signs
+                    signs = orient_for_next_layer(z, pre, act.numpy, precision)
+                    w_new, b_new, z = w_new * signs[:, None], b_new * signs, z * signs
                     rec.flipped_for_next_layer = np.flatnonzero(signs < 0).tolist()
-                shared = act.numpy(below @ w_new.T + b_new)
                 weights[layer + 1], biases[layer + 1], rec.projection_residual = project_next_layer(
-                    shared, pre, precision
+                    act.numpy(z), pre, precision
                 )
                 rec.linear_dropped_by_collapse = None  # the projection used the students as trained
-            elif layer < n_hidden - 1:
-                weights[layer + 1] = out_new
-                biases[layer + 1] = biases[layer + 1] + shift
             weights[layer] = np.repeat(w_new[None], len(self.healthy), axis=0)
             biases[layer] = np.repeat(b_new[None], len(self.healthy), axis=0)
-            if layer == n_hidden - 1:
-                layers.append(rec)  # the output layer is fitted by least squares below
-                break
-            if between_layers != "project":
+            if below_last and between_layers != "project":
                 rec.retrain = retrain_above(weights, biases, layer, self.activation, x, y, settings)
                 weights, biases = rec.retrain.students.numpy()
             layers.append(rec)
