@@ -46,7 +46,7 @@ def test_schema_section_is_the_dataclass_declaration(path, cls, defaults):
 def test_schema_recovery_scalars_and_lists_follow_recovery_settings():
     recovery = SCHEMA["properties"]["recovery"]["properties"]
     declared = json_schema(RecoverySettings)["properties"]
-    for name in ("cut_rule", "seed", "min_explained_variance", "input_mask"):
+    for name in ("cut_rule", "seed", "min_explained_variance", "input_mask", "polish_iterations"):
         assert recovery[name] == declared[name]
     for listed, field in (("gammas", "gamma"), ("betas_deg", "beta_deg")):
         bounds = {k: v for k, v in declared[field].items() if k not in ("description", "default")}

@@ -558,6 +558,9 @@ def _shared_metrics(
         # Deep teachers: how the next layers reached the reconstructed basis, and each way's
         # fine-tuned MSE (RecoverySettings.between_layers).
         "between_layers": (summary["diagnostics"] or {}).get("between_layers"),
+        # Students polished because their error hid what the network left unexplained
+        # (RecoverySettings.polish_iterations); None when they were not.
+        "student_polish": (summary["diagnostics"] or {}).get("student_polish"),
     }
 
 

@@ -48,6 +48,7 @@ from expand_and_cluster.prune import (
 )
 from expand_and_cluster.resources import check_memory, estimate_recovery_memory
 from expand_and_cluster.settings import check_settings, setting
+from expand_and_cluster.student_polish import polish_students
 from expand_and_cluster.students import (
     StudentEnsemble,
     TrainResult,
@@ -62,6 +63,12 @@ log = logging.getLogger(__name__)
 # a shorter budget; like fine-tuning it runs on the CPU (recovery jobs declare no GPU).
 RETRAIN_DEFAULTS: dict[str, Any] = {"max_epochs": 1000, "device": "cpu"}
 
+
+# A fine-tuned network that leaves less than this fraction of the outputs' variance
+# unexplained fits them exactly: float32's resolution (eps^2), the students' precision and
+# often the outputs'. Measured on the suite's 2-input problems: every exact recovery ended
+# below 1e-17, every one that missed a neuron the students could not resolve above 9e-8.
+EXACT_FIT = float(np.finfo(np.float32).eps) ** 2
 
 # How a deep network's next layer reaches the reconstructed layer's basis (RecoverySettings).
 # project: least squares, no training; retrain: the layers above retrained from the
@@ -147,6 +154,14 @@ class RecoverySettings:
         "the better fit (expand_and_cluster.collapse.project_next_layer, collapse_layer).",
         choices=BETWEEN_LAYERS,
     )
+    polish_iterations: int = setting(
+        300,
+        "When the fine-tuned network fits the queries better than every student but not "
+        "exactly, the students' own error hides what is left: the students are polished by "
+        "this many iterations of full-batch L-BFGS and the recovery is redone on them, the "
+        "better fit kept (0: never) (expand_and_cluster.student_polish).",
+        minimum=0,
+    )
     train: TrainSettings = field(default_factory=TrainSettings)
     retrain: TrainSettings = field(default_factory=_default_retrain)  # between_layers retrain/auto
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
@@ -194,6 +209,9 @@ class Recovery:
     # Deep networks: how the next layers were put in the reconstructed basis ("used") and
     # the fine-tuned MSE of each way tried (RecoverySettings.between_layers).
     between_layers: dict[str, Any] | None = None
+    # When the students' error hid what the network left unexplained: their polish
+    # (RecoverySettings.polish_iterations), its effect, and whether its recovery was kept.
+    polish: dict[str, Any] | None = None
 
     @property
     def widths(self) -> list[int]:
@@ -248,6 +266,7 @@ class Recovery:
             "noise": self.noise,
             "flags": flag_summary(self.confidence),
             "between_layers": self.between_layers,
+            "student_polish": self.polish,
             "layers": layers,
             "output_fit_mse": self.output_fit_mse,
             "finetune": {
@@ -350,21 +369,54 @@ def reconstruct(
     if excluded:
         log.warning("%d failed student(s) excluded from clustering: %s", len(excluded), excluded)
     # Students' losses below their machine epsilon squared are rounding (noise_floor).
-    student_resolution = float(np.finfo(np.result_type(weights[0], np.float32)).eps) ** 2
+    resolution = float(np.finfo(np.result_type(weights[0], np.float32)).eps) ** 2
     weights = [np.asarray(w, dtype=np.float64)[healthy] for w in weights]
     biases = [np.asarray(b, dtype=np.float64)[healthy] for b in biases]
-    floor = noise_floor(y, losses[healthy], student_resolution)
-    phase = _ClusterPhase(weights, biases, losses[healthy], healthy, n_total, x, y, activation)
     deep = len(weights) > 2
     ways = (
         AUTO_BETWEEN_LAYERS
         if settings.between_layers == "auto" and deep
         else [settings.between_layers]
     )
-    results = [phase.run(way, settings, mask, floor) for way in ways]
-    result = _best_fit(results, y, settings.min_explained_variance)
-    tried = {r.between_layers: r.finetune.loss_after for r in results}
-    if len(results) > 1:
+
+    def cluster_phase(
+        weights: list[np.ndarray],
+        biases: list[np.ndarray],
+        student_losses: np.ndarray,
+        resolution: float,
+    ) -> tuple[_PhaseResult, dict[str, float], float]:
+        """The kept pass of the cluster phase, each way's fine-tuned MSE, and the floor."""
+        floor = noise_floor(y, student_losses, resolution)
+        phase = _ClusterPhase(weights, biases, student_losses, healthy, n_total, x, y, activation)
+        results = [phase.run(way, settings, mask, floor) for way in ways]
+        tried = {r.between_layers: r.finetune.loss_after for r in results}
+        return _best_fit(results, y, settings.min_explained_variance), tried, floor
+
+    result, tried, floor = cluster_phase(weights, biases, losses[healthy], resolution)
+    polish = None
+    unexplained = _unexplained(result, y)
+    if settings.polish_iterations and EXACT_FIT < unexplained < floor:
+        log.info(
+            "the network leaves %.1e of the output variance unexplained, less than any student "
+            "(%.1e) but not nothing: polishing the students and recovering again",
+            unexplained,
+            floor,
+        )
+        polished = polish_students(weights, biases, activation, x, y, settings.polish_iterations)
+        again = cluster_phase(*polished, float(np.finfo(np.float64).eps) ** 2)
+        polish = {
+            "iterations": settings.polish_iterations,
+            "student_loss_median": [
+                float(np.median(losses[healthy])),
+                float(np.median(polished[2])),
+            ],
+            "unexplained": [unexplained, _unexplained(again[0], y)],
+            "kept": _unexplained(again[0], y) < unexplained,
+        }
+        log.info("recovery on the polished students %s", "kept" if polish["kept"] else "not kept")
+        if polish["kept"]:
+            result, tried, floor = again
+    if len(tried) > 1:
         log.info(
             "between layers: kept the %s network (fine-tuned MSE %s)", result.between_layers, tried
         )
@@ -422,6 +474,7 @@ def reconstruct(
         },
         confidence,
         {"used": result.between_layers, "fine_tuned_mse": tried} if deep else None,
+        polish,
     )
 
 
@@ -431,15 +484,16 @@ def _best_fit(
     """Of the networks the ways between layers gave: those that leave at most
     ``min_explained_variance`` of the outputs' variance unexplained fit (the pruning's own
     standard for a neuron the network needs); the smallest of them, else the best fit."""
-    variance = max(float(np.sum(np.var(y, axis=0))), 1e-300)
-
-    def unexplained(r: _PhaseResult) -> float:
-        return r.finetune.loss_after * y.shape[1] / variance
-
-    fitting = [r for r in results if unexplained(r) <= min_explained_variance]
+    fitting = [r for r in results if _unexplained(r, y) <= min_explained_variance]
     if fitting:
-        return min(fitting, key=lambda r: (sum(r.network.hidden_widths), unexplained(r)))
-    return min(results, key=unexplained)
+        return min(fitting, key=lambda r: (sum(r.network.hidden_widths), _unexplained(r, y)))
+    return min(results, key=lambda r: _unexplained(r, y))
+
+
+def _unexplained(result: _PhaseResult, y: np.ndarray) -> float:
+    """The fraction of the outputs' variance the fine-tuned network leaves unexplained."""
+    variance = max(float(np.sum(np.var(y, axis=0))), 1e-300)
+    return result.finetune.loss_after * y.shape[1] / variance
 
 
 def _pre_activations(
