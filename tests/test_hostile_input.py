@@ -114,8 +114,10 @@ def test_huge_synthetic_teacher_is_refused_before_drawing_it(tmp_path, capsys):
 def test_memory_estimate_matches_the_measured_clustering_peak():
     # Benchmark 3c: 20,480 neurons of 785 inputs peaked at 3.87 GB.
     estimate = estimate_recovery_memory(20_000, 784, 10, [1024], 20, 512)
-    assert estimate.largest() == "clustering"
     assert 3.5 * GB < estimate.clustering < 5.0 * GB
+    # At this size a polish of the students is larger still: 20 curvature pairs of 813,066
+    # float64 weights for each of 20 students (5.2 GB), and their layers on 8,192 queries.
+    assert 9.0 * GB < estimate.finetuning < 9.5 * GB
 
 
 # -- stores are read as raw numbers ----------------------------------------------------------

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 
 from expand_and_cluster.errors import InputError
-from expand_and_cluster.student_polish import HISTORY
+from expand_and_cluster.student_polish import CHUNK, HISTORY
 
 GB = 1e9
 # Bytes per element of the training dtypes.
@@ -82,8 +82,9 @@ def estimate_recovery_memory(
     # widths are at most the students'.
     finetuning = 4 * n_queries * hidden * 8
     # A polish of the students (expand_and_cluster.student_polish) holds every student's
-    # layers on every query in float64, and its curvature memory.
-    polishing = 3 * n_students * n_queries * hidden * 8 + 2 * HISTORY * n_students * per_student * 8
+    # layers on a chunk of queries in float64, and its curvature memory.
+    polishing = 3 * n_students * min(n_queries, CHUNK) * hidden * 8
+    polishing += 2 * HISTORY * n_students * per_student * 8
     finetuning = max(finetuning, polishing)
     return MemoryEstimate(float(queries), float(parameters + activations), clustering, finetuning)
 

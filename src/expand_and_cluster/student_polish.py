@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # Curvature pairs kept per student.
 HISTORY = 20
+# Queries per forward and backward pass (the gradient is summed over chunks): bounds the
+# memory of the layers' values, which full-batch L-BFGS would hold for every query.
+CHUNK = 8192
 # Sufficient decrease of the Armijo condition; the step is halved until it holds, at most
 # MAX_HALVINGS times (then the student has converged as far as float64 resolves).
 ARMIJO = 1e-4
@@ -68,9 +71,15 @@ def polish_students(
 
     def loss_and_gradient(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         flat = flat.detach().requires_grad_(True)
-        losses = ensemble(flat).losses(xt, yt)
-        (gradient,) = torch.autograd.grad(losses.sum(), flat)
-        return losses.detach(), gradient
+        losses = torch.zeros(len(flat), dtype=torch.float64)
+        gradient = torch.zeros_like(flat)
+        for start in range(0, len(xt), CHUNK):
+            xb, yb = xt[start : start + CHUNK], yt[start : start + CHUNK]
+            part = ensemble(flat).losses(xb, yb) * (len(xb) / len(xt))
+            (g,) = torch.autograd.grad(part.sum(), flat)
+            losses += part.detach()
+            gradient += g
+        return losses, gradient
 
     loss, gradient = loss_and_gradient(theta)
     start = loss.clone()
