@@ -404,14 +404,15 @@ def reconstruct(
         )
         polished = polish_students(weights, biases, activation, x, y, settings.polish_iterations)
         again = cluster_phase(*polished, float(np.finfo(np.float64).eps) ** 2)
+        unexplained_again = _unexplained(again[0], y)
         polish = {
             "iterations": settings.polish_iterations,
             "student_loss_median": [
                 float(np.median(losses[healthy])),
                 float(np.median(polished[2])),
             ],
-            "unexplained": [unexplained, _unexplained(again[0], y)],
-            "kept": _unexplained(again[0], y) < unexplained,
+            "unexplained": [unexplained, unexplained_again],
+            "kept": unexplained_again < unexplained,
         }
         log.info("recovery on the polished students %s", "kept" if polish["kept"] else "not kept")
         if polish["kept"]:
