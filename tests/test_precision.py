@@ -149,10 +149,10 @@ def test_polish_goes_down_to_the_float64_floor_below_where_the_recovery_fine_tun
     polished, result = polish(nudged, x, teacher(x))
     assert result.loss_after < 1e-30 < 1e-8 < result.loss_before
     assert parameter_error(polished, teacher)["max_abs"] < 1e-14
-    # The recovery's fine-tuning stops once an iteration changes nothing that float64
-    # resolves, here near 1e-25, however large its budget; the polish goes further. (Before
-    # its loss was rescaled, torch's absolute curvature test had it crawl on as gradient
-    # descent: 1e-12 here.)
+    # The recovery's fine-tuning stops at its gradient tolerance (1e-14 of the MSE's
+    # gradient), here near 1e-29, however large its budget; the polish goes further (2e-32).
+    # (Before its loss was rescaled, torch's absolute curvature test had it crawl on as
+    # gradient descent: 1e-12 here.)
     settings = FinetuneSettings(max_iterations=100_000, min_improvement=POLISH_MIN_IMPROVEMENT)
     _, plain = finetune_network(nudged, x, teacher(x), settings)
-    assert result.loss_after < 1e-3 * plain.loss_after < 1e-19
+    assert result.loss_after < 1e-2 * plain.loss_after < 1e-19

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import optimize
 
 from expand_and_cluster.network import MLP, torch_forward
 from expand_and_cluster.settings import check_settings, setting
@@ -58,17 +59,18 @@ class FinetuneResult:
     seconds: float
 
 
-# L-BFGS's own stops within a run of log_every iterations: the largest entry of the
-# MSE's gradient (absolute), and an iteration that changes the loss (relative to its value
-# at the start of the run) or moves every weight by less than CHANGE_TOLERANCE, i.e. one
-# that float64 no longer resolves. They end a recovery's fine-tuning near an MSE of 1e-19
-# to 1e-27 on the default study, where the polish goes on to what float64 allows.
+# L-BFGS-B's own stop, the largest entry of the MSE's gradient (absolute; the objective is
+# divided by its starting value, so the tolerance is too). Together with a line search
+# that no longer finds a lower loss (float64 no longer resolves a step), it ends a
+# recovery's fine-tuning near an MSE of 1e-19 to 1e-27 on the default study, where the
+# polish goes on to what float64 allows.
 GRADIENT_TOLERANCE = 1e-14
-CHANGE_TOLERANCE = 1e-18
-# The loss is divided by its value whenever it has fallen below RESCALE_BELOW of the last
-# scale (see finetune_network): far enough that curvature pairs (y.s, about twice a step's
-# loss decrease) stay well above torch's 1e-10, rare enough that the memory is kept.
-RESCALE_BELOW = 1e-4
+# Function evaluations allowed per iteration on average (line searches included).
+EVALUATIONS_PER_ITERATION = 20
+
+
+class _Stop(Exception):
+    """Raised by the progress check to end a run of L-BFGS-B that has stalled."""
 
 
 def finetune_network(
@@ -79,83 +81,98 @@ def finetune_network(
     *,
     floor: bool = False,
 ) -> tuple[MLP, FinetuneResult]:
-    """Minimise the MSE of every weight of ``network`` (skip term included) on ``(x, y)``.
-    If the loss does not improve, or becomes NaN, the network is returned unchanged.
+    """Minimise the MSE of every weight of ``network`` (skip term included) on ``(x, y)``
+    by L-BFGS in float64. If the loss does not improve, or becomes NaN, the network is
+    returned unchanged.
 
-    ``floor``: drop L-BFGS's own tolerances, so that only ``settings`` (the iteration
-    budget and ``min_improvement``, relative to the loss) end the run: a polish down to
-    what float64 and the data allow (:func:`expand_and_cluster.precision.polish`)."""
+    ``floor``: drop L-BFGS's own gradient tolerance, so that only ``settings`` (the
+    iteration budget and ``min_improvement``, relative to the loss) and a line search that
+    no longer finds a lower loss end the run: a polish down to what float64 and the data
+    allow (:func:`expand_and_cluster.precision.polish`).
+
+    The optimiser is scipy's compiled L-BFGS-B (no bounds), the loss and gradient torch's.
+    Measured reason: torch's ``LBFGS`` runs its two-loop recursion and line search in Python,
+    one small tensor operation at a time; on the suite's small networks that bookkeeping
+    took more time than the loss and gradient themselves (tanh 2,8,1 seed 0 at expansion 4:
+    13 s of 22 s). L-BFGS-B also tests its curvature pairs relative to their size, so the
+    loss needs no rescaling as it falls (torch's absolute 1e-10 dropped every pair below an
+    MSE of about 1e-8)."""
     t0 = time.perf_counter()
     device = resolve_device(settings.device)
     xt = torch.as_tensor(x, dtype=torch.float64, device=device)
     yt = torch.as_tensor(y, dtype=torch.float64, device=device).reshape(len(x), -1)
     params = network.torch_parameters(torch.float64, device)
     tensors = params.all()
-    for p in tensors:
-        p.requires_grad_(True)
+    sizes = [t.numel() for t in tensors]
+
+    def load(theta: np.ndarray) -> None:
+        flat = torch.as_tensor(theta, dtype=torch.float64, device=device)
+        with torch.no_grad():
+            for t, part in zip(tensors, torch.split(flat, sizes), strict=True):
+                t.copy_(part.view_as(t))
 
     def loss_value() -> torch.Tensor:
         return (torch_forward(params, xt, network.activation) - yt).pow(2).mean()
 
     with torch.no_grad():
         before = loss_value().item()
+    theta = torch.cat([t.reshape(-1) for t in tensors]).cpu().numpy()
 
-    # torch's L-BFGS keeps a curvature pair only when y.s > 1e-10 (absolute), which an MSE
-    # below about 1e-8 seldom gives: without its memory it crawls on as gradient descent
-    # (measured: 1,900 iterations from 1e-9 to 1e-12). So the loss is divided by a scale,
-    # its value when the optimiser is built, and the gradient tolerance by the same scale.
-    # A new optimiser (the pairs change scale with the loss) is built only once the loss
-    # has fallen below RESCALE_BELOW of it: rebuilt every log_every iterations, the memory
-    # of a large problem is lost each time (MNIST g-16 x4: MSE 2.2e-6 after 2,000
-    # iterations, 4e-7 with the memory kept). The change tolerance stays as it is: torch
-    # applies it to the step in the weights too, which the scale does not change (divided,
-    # it ended runs after one short first step: 9.5e-13 where 1e-21 was reachable).
-    # L-BFGS ending a run early (its tolerances) is trusted only from an optimiser built at
-    # the current loss: with the memory and scale of a loss 100 times higher it can end a
-    # run too soon (sigmoid-2-2-1-s1 x4: 1.2e-9 where a new optimiser reaches 1e-27). With
-    # ``floor`` no early end is trusted (there it means a failed line search or the
-    # evaluation budget, not convergence): the next run starts afresh, and only
-    # min_improvement stops (trusting them, the polish of the default study's recoveries
-    # stopped at MSEs up to 7.5e-19, where float64 allows 2e-28 or less).
-    def optimizer(scale: float) -> torch.optim.LBFGS:
-        return torch.optim.LBFGS(
-            tensors,
-            lr=1.0,
-            max_iter=settings.log_every,
-            history_size=settings.history_size,
-            tolerance_grad=0.0 if floor else GRADIENT_TOLERANCE / scale,
-            tolerance_change=0.0 if floor else CHANGE_TOLERANCE,
-            line_search_fn="strong_wolfe",
-        )
-
-    scale, opt = 1.0, None
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        load(flat)
+        for t in tensors:
+            t.requires_grad_(True)
         loss = loss_value() / scale
-        loss.backward()
-        return loss
+        gradients = torch.autograd.grad(loss, tensors)
+        for t in tensors:
+            t.requires_grad_(False)
+        value = loss.item()
+        if not np.isfinite(value):
+            # L-BFGS-B shortens a step that leads to a non-finite loss.
+            return float("inf"), np.zeros_like(flat)
+        return value, torch.cat([g.reshape(-1) for g in gradients]).cpu().numpy()
 
-    done, current, cut_short = 0, before, False
+    done, current, best = 0, before, theta
+    checked = before  # the loss at the last progress line
+
+    def progress(intermediate_result: optimize.OptimizeResult) -> None:
+        nonlocal done, current, best, checked
+        done += 1
+        current = float(intermediate_result.fun) * scale
+        best = intermediate_result.x.copy()
+        if done % settings.log_every == 0 or done == settings.max_iterations:
+            log.info("fine-tune: iteration %d, loss %.3e", done, current)
+        if done % settings.log_every == 0:
+            if not current < checked * (1 - settings.min_improvement):
+                raise _Stop
+            checked = current
+
+    # A run that ends on its own (gradient tolerance, or a line search that fails) is
+    # followed by a fresh one while it still lowered the loss: its curvature memory and
+    # scale came from a higher loss, which can end a run too soon (sigmoid-2-2-1-s1 x4:
+    # 1.2e-9 where a fresh start reaches 1e-27).
     while done < settings.max_iterations and current > 0:
-        # A run cut short is followed by a fresh optimiser (or ends the fine-tuning, below).
-        fresh = opt is None or cut_short or current < scale * RESCALE_BELOW
-        if fresh:
-            scale = current
-            opt = optimizer(scale)
-        # The last run stops at the budget (runs cut short shift the count off log_every).
-        opt.param_groups[0]["max_iter"] = min(settings.log_every, settings.max_iterations - done)
-        start = opt.state[opt._params[0]].get("n_iter", 0)
-        opt.step(closure)
-        iterations = done + opt.state[opt._params[0]]["n_iter"] - start
-        with torch.no_grad():
-            latest = loss_value().item()
-        log.info("fine-tune: iteration %d, loss %.3e", iterations, latest)
-        cut_short = iterations - done < opt.param_groups[0]["max_iter"]
-        improved = latest < current * (1 - settings.min_improvement)
-        stalled = not improved or (cut_short and fresh and not floor)
-        done, current = iterations, latest
-        if stalled or not np.isfinite(latest):
+        # The objective is the loss over its value at the start of the run: L-BFGS-B's
+        # numbers then start near 1 whatever the problem's scale.
+        scale, start = current, current
+        try:
+            optimize.minimize(
+                objective,
+                best,
+                jac=True,
+                method="L-BFGS-B",
+                callback=progress,
+                options={
+                    "maxcor": settings.history_size,
+                    "maxiter": settings.max_iterations - done,
+                    "maxfun": EVALUATIONS_PER_ITERATION * (settings.max_iterations - done),
+                    "ftol": 0.0,
+                    "gtol": 0.0 if floor else GRADIENT_TOLERANCE / scale,
+                },
+            )
+        except _Stop:
+            break
+        if not current < start * (1 - settings.min_improvement):
             break
     if not (np.isfinite(current) and current <= before):
         log.warning(
@@ -164,7 +181,6 @@ def finetune_network(
             current,
         )
         return network, FinetuneResult(before, before, done, time.perf_counter() - t0)
-    for p in tensors:
-        p.requires_grad_(False)
+    load(best)
     tuned = MLP.from_torch(params, network.activation)
     return tuned, FinetuneResult(before, current, done, time.perf_counter() - t0)
