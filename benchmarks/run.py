@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import (
     bench_clustering,
+    bench_finetune,
     bench_recover,
     bench_study,
     bench_suite,
@@ -38,6 +39,7 @@ BENCHMARKS = {
     "4": bench_study.run,
     "5": bench_suite.run,
     "6": precision.run,
+    "7": bench_finetune.run,
 }
 
 
