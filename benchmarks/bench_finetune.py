@@ -5,8 +5,9 @@ L-BFGS-B on torch's loss and gradient) against torch's own ``torch.optim.LBFGS``
 The start is what a suite recovery at expansion 4 fine-tunes before pruning: the 8
 neurons of a tanh 2,8,1 teacher, each held three times (the copies 0.01 apart, outgoing
 weights split among them), on 2,000 Gaussian queries: 24 hidden neurons, 97 parameters.
-Both run 500 iterations with their tolerances off; the figure is the time per iteration
-(best of three), the detail the loss each reaches.
+torch runs 500 iterations with its tolerances off; the figure is the time ours needs to
+reach the same loss (the fewest iterations, in steps of 25, best of three timings) against
+torch's, and the detail the time per iteration of each.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from expand_and_cluster.network import MLP, torch_forward
 from expand_and_cluster.teachers import synthetic_teacher
 
 ITERATIONS = 500
+STEP = 25
 COPIES = 3
 TARGET = 1.5
 
@@ -52,6 +54,7 @@ def torch_lbfgs(network: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, int]
         tensors,
         lr=1.0,
         max_iter=ITERATIONS,
+        max_eval=20 * ITERATIONS,  # as the fine-tuning allows: iterations, not evaluations, end it
         history_size=50,
         tolerance_grad=0.0,
         tolerance_change=0.0,
@@ -72,32 +75,35 @@ def torch_lbfgs(network: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, int]
 
 def run() -> list[Result]:
     network, x, y = start_network()
-    settings = FinetuneSettings(max_iterations=ITERATIONS, min_improvement=1e-300)
-    ours: dict = {}
     theirs: dict = {}
-
-    def run_ours() -> None:
-        _, result = finetune_network(network, x, y, settings, floor=True)
-        ours.update(loss=result.loss_after, iterations=result.iterations)
 
     def run_theirs() -> None:
         loss, iterations = torch_lbfgs(network, x, y)
         theirs.update(loss=loss, iterations=iterations)
 
-    ours_s = best_time(run_ours, repeats=3)
     theirs_s = best_time(run_theirs, repeats=3)
-    per_ours = ours_s / max(ours["iterations"], 1)
-    per_theirs = theirs_s / max(theirs["iterations"], 1)
-    speedup = per_theirs / per_ours
+
+    def ours(iterations: int) -> float:
+        settings = FinetuneSettings(max_iterations=iterations, min_improvement=1e-300)
+        return finetune_network(network, x, y, settings, floor=True)[1].loss_after
+
+    # The fewest iterations (in steps of STEP) with which ours reaches torch's final loss.
+    needed = next(
+        (k for k in range(STEP, ITERATIONS + 1, STEP) if ours(k) <= theirs["loss"]), ITERATIONS
+    )
+    ours_s = best_time(lambda: ours(needed), repeats=3)
+    reached = ours(needed)
+    speedup = theirs_s / ours_s
     return [
         Result(
-            "7 fine-tuning (scipy L-BFGS-B) vs torch.optim.LBFGS, time per iteration, "
-            f"24-neuron tanh 2,8,1 start, {ITERATIONS} iterations",
-            f"{speedup:.2f}x ({1e3 * per_ours:.2f} vs {1e3 * per_theirs:.2f} ms)",
+            "7 fine-tuning (scipy L-BFGS-B) vs torch.optim.LBFGS: time to torch's loss after "
+            f"{ITERATIONS} iterations, 24-neuron tanh 2,8,1 start",
+            f"{speedup:.2f}x ({ours_s:.2f} vs {theirs_s:.2f} s)",
             f">= {TARGET:g}x",
-            speedup >= TARGET,
-            f"MSE reached: ours {ours['loss']:.1e} in {ours['iterations']} iterations, "
-            f"torch {theirs['loss']:.1e} in {theirs['iterations']}",
+            speedup >= TARGET and reached <= theirs["loss"],
+            f"torch: MSE {theirs['loss']:.1e} in {theirs['iterations']} iterations "
+            f"({1e3 * theirs_s / theirs['iterations']:.2f} ms each); ours: {reached:.1e} in "
+            f"{needed} ({1e3 * ours_s / needed:.2f} ms each)",
         )
     ]
 

@@ -91,12 +91,12 @@ def finetune_network(
     allow (:func:`expand_and_cluster.precision.polish`).
 
     The optimiser is scipy's compiled L-BFGS-B (no bounds), the loss and gradient torch's.
-    Measured reason: torch's ``LBFGS`` runs its two-loop recursion and line search in Python,
-    one small tensor operation at a time; on the suite's small networks that bookkeeping
-    took more time than the loss and gradient themselves (tanh 2,8,1 seed 0 at expansion 4:
-    13 s of 22 s). L-BFGS-B also tests its curvature pairs relative to their size, so the
-    loss needs no rescaling as it falls (torch's absolute 1e-10 dropped every pair below an
-    MSE of about 1e-8)."""
+    Measured reason, against torch's ``LBFGS`` (strong Wolfe, the same history), which this
+    step used before: from a suite-like start it reaches torch's loss after 500 iterations
+    in 100, 4.5 times sooner (benchmark 7), and replayed on the suite's students the 45
+    slowest recoveries took 397 s instead of 892 s. L-BFGS-B also tests its curvature pairs
+    relative to their size, so the loss needs no rescaling as it falls (torch's absolute
+    1e-10 dropped every pair below an MSE of about 1e-8)."""
     t0 = time.perf_counter()
     device = resolve_device(settings.device)
     xt = torch.as_tensor(x, dtype=torch.float64, device=device)
