@@ -12,10 +12,11 @@ A quasi-Newton method follows such flat valleys: 300 iterations took the same st
 Each student keeps its own curvature memory, direction and step (a backtracking Armijo
 line search), so students never influence each other, as in training; the whole
 ensemble is one forward and backward pass per iteration (over chunks of the queries), and
-a step that some students must shorten is re-evaluated for those students only. torch's own ``LBFGS`` would run one
-optimiser per student (ten times the per-iteration overhead; 31 s where this takes 5 s on
-the students above) or one line search shared by all (students at losses three orders
-apart: 500 iterations took the median only from 5e-4 to 1e-5).
+a step that some students must shorten is re-evaluated for those students only. torch's
+own ``LBFGS`` would run one optimiser per student (ten times the per-iteration overhead;
+31 s where this takes 5 s on the students above) or one line search shared by all
+(students at losses three orders apart: 500 iterations took the median only from 5e-4 to
+1e-5).
 """
 
 from __future__ import annotations
