@@ -260,6 +260,35 @@ def test_a_merge_removes_one_of_two_near_duplicates_within_the_students_resoluti
     assert exact.hidden_widths == [4] and removed == [[]]
 
 
+def test_merges_are_held_to_the_fit_before_the_first_merge_not_to_the_last(monkeypatch):
+    """The MNIST study's deep teacher lost neurons in a chain of merges, each within twice
+    the loss of the one before (6.0e-3 up to 3.6e-2). Here a stand-in fine-tuning fits
+    each removal 1.6 times worse than one neuron more: the first merge is kept (1.6e-12
+    against 1e-12 before), the second refused (2.56e-12 is over twice 1e-12, though
+    within twice the 1.6e-12 of the first merge)."""
+    rng = np.random.default_rng(3)
+    w1, b1 = rng.standard_normal((4, 3)), rng.standard_normal(4)
+    net = MLP([w1, rng.standard_normal((1, 4))], [b1, np.zeros(1)], "tanh")
+    x = rng.standard_normal((500, 3))
+    tried = []
+
+    def stand_in(network, *_, **__):
+        tried.append(network.hidden_widths[0])
+        loss = 1e-12 * 1.6 ** (4 - network.hidden_widths[0])
+        return network, FinetuneResult(1.0, loss, 1, 0.0)
+
+    monkeypatch.setattr(prune_module, "finetune_network", stand_in)
+    before = FinetuneResult(1.0, 1e-12, 1, 0.0)
+    merge = prune_module._prune_with_finetune
+    merged, result, removed = merge(net, before, x, net(x), 1e-4, FinetuneSettings())
+    assert merged.hidden_widths == [3] and len(removed[0]) == 1
+    assert result.loss_after == pytest.approx(1.6e-12) and tried == [3, 2]
+    # The bound is the best fit before the merges, also when it is given apart.
+    tried.clear()
+    again = merge(net, before, x, net(x), 1e-4, FinetuneSettings(), 0.0, 0.7e-12)[0]
+    assert again.hidden_widths == [4] and tried == [3]
+
+
 def test_a_zero_output_teacher_neuron_is_silent_and_the_functional_width_exact():
     teacher = _independent_teacher(np.array([1.0, 0.7, 0.0, 0.4]))
     x = np.random.default_rng(0).standard_normal((2000, 4))

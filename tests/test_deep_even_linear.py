@@ -162,7 +162,7 @@ def test_drop_one_test_runs_again_after_the_merges(monkeypatch):
     x = rng.standard_normal((2000, 3))
     merges = []
 
-    def merge_once(network, result, x, y, tolerance, settings, resolution):
+    def merge_once(network, result, *_):
         if merges:
             return network, result, [[]]
         merged = network.without_neurons(0, [1])
