@@ -29,6 +29,9 @@ pytestmark = [
 
 # -- configuration -------------------------------------------------------------------------
 
+# A small trained-teacher group for the configuration checks.
+DIGITS_GROUP = {"dataset": "digits", "activations": ["relu"], "hidden": ["3"]}
+
 
 @pytest.mark.parametrize(
     ("override", "expected"),
@@ -115,34 +118,32 @@ pytestmark = [
         ),
         # A trained group's own students: their train keys are students.train's.
         (
-            {
-                "teachers": {
-                    "trained": [
-                        {
-                            "dataset": "digits",
-                            "activations": ["relu"],
-                            "hidden": ["3"],
-                            "students": {"train": {"max_epoch": 5}},
-                        }
-                    ]
-                }
-            },
+            {"teachers": {"trained": [{**DIGITS_GROUP, "students": {"train": {"max_epoch": 5}}}]}},
             r"unknown config key\(s\) 'max_epoch' under teachers\.trained\[0\]\.students\.train",
+        ),
+        (
+            {"teachers": {"trained": [{**DIGITS_GROUP, "students": {"seeds": [0], "per_job": 2}}]}},
+            r"N = teachers\.trained\[0\]\.students\.seeds x .*gamma \* N",
+        ),
+        # A trained group's own recovery settings: the recovery section's keys, but not the
+        # gammas and betas that name every teacher's recoveries; values checked as there.
+        (
+            {"teachers": {"trained": [{**DIGITS_GROUP, "recovery": {"gammas": [0.5]}}]}},
+            r"unknown config key\(s\) 'gammas' under teachers\.trained\[0\]\.recovery; "
+            r"allowed keys: .*between_layers",
         ),
         (
             {
                 "teachers": {
-                    "trained": [
-                        {
-                            "dataset": "digits",
-                            "activations": ["relu"],
-                            "hidden": ["3"],
-                            "students": {"seeds": [0], "per_job": 2},
-                        }
-                    ]
+                    "trained": [{**DIGITS_GROUP, "recovery": {"retrain": {"max_epoch": 5}}}]
                 }
             },
-            r"N = teachers\.trained\[0\]\.students\.seeds x .*gamma \* N",
+            r"unknown config key\(s\) 'max_epoch' under "
+            r"teachers\.trained\[0\]\.recovery\.retrain",
+        ),
+        (
+            {"teachers": {"trained": [{**DIGITS_GROUP, "recovery": {"polish_iterations": -1}}]}},
+            r"teachers\.trained\[0\]\.recovery .*polish_iterations",
         ),
         # Sizes that cannot fit: refused from the sizes alone, with the figure and the knob.
         (
@@ -442,11 +443,18 @@ def test_new_expansion_trains_only_its_students(test_study, tmp_path):
 
 
 @pytest.mark.slow
-def test_changed_recovery_settings_rerun_recovery_but_not_training(test_study, tmp_path):
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"finetune": {"max_iterations": 7}},
+        # Every key of the section reaches the recovery (these two once did not).
+        {"polish_iterations": 0},
+        {"between_layers": "retrain"},
+    ],
+)
+def test_changed_recovery_settings_rerun_recovery_but_not_training(test_study, tmp_path, changed):
     workdir, _ = test_study
-    override = write_config(
-        tmp_path / "finetune.yaml", {"recovery": {"finetune": {"max_iterations": 7}}}
-    )
+    override = write_config(tmp_path / "recovery.yaml", {"recovery": changed})
     result = snakemake(
         "-n", "--configfile", "config/test.yaml", str(override), "--directory", str(workdir)
     )
@@ -487,6 +495,43 @@ def test_trained_group_with_its_own_students_reruns_only_its_teacher(test_study,
     assert attrs["train_settings"]["lr"] == 0.01  # the students section's, not replaced
     metrics = study / "digits-relu-3-train-s0" / "recovery" / "x2" / "g0.5-b60" / "metrics.json"
     assert json.loads(metrics.read_text())["n_students"] == 3
+
+
+@pytest.mark.slow
+def test_trained_group_with_its_own_recovery_settings_reruns_only_its_recovery(
+    test_study, tmp_path
+):
+    """teachers.trained[].recovery: the digits group recovers with a constant-input mask
+    and no bootstrap of its neurons; only its recovery and what follows re-run, with those
+    settings, and the synthetic teacher (the recovery section's) is left as it was."""
+    workdir = tmp_path / "study"
+    shutil.copytree(test_study[0], workdir)
+    group = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["teachers"]["trained"][0]
+    own = {"input_mask": "constant", "confidence_resamples": 0}
+    override = write_config(
+        tmp_path / "own.yaml", {"teachers": {"trained": [{**group, "recovery": own}]}}
+    )
+    study = workdir / "results" / "test"
+    synthetic = study / "tanh-3-2-1-s0"
+    recovery = study / "digits-relu-3-train-s0" / "recovery" / "x2" / "g0.5-b60"
+    before = json.loads((recovery / "recovery.json").read_text())["diagnostics"]
+    synthetic_times = modification_times(synthetic)
+    result = snakemake(
+        "--cores", "2", "--configfile", "config/test.yaml", str(override), "-d", str(workdir)
+    )
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.get("recover") == 1, counts
+    assert not {"train_students", "gather_students", "trained_teacher"} & set(counts), counts
+    assert modification_times(synthetic) == synthetic_times
+    after = json.loads((recovery / "recovery.json").read_text())["diagnostics"]
+    assert before["input_mask"]["method"] == "none" and after["input_mask"]["method"] == "constant"
+    # No bootstrap: no neuron's stability is measured.
+    stability = {
+        when: [n["stability"] for layer in d["layers"] for n in layer["neurons"]]
+        for when, d in (("before", before), ("after", after))
+    }
+    assert stability["before"] and None not in stability["before"]
+    assert stability["after"] and set(stability["after"]) == {None}
 
 
 @pytest.mark.slow

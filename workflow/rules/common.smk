@@ -33,6 +33,7 @@ from expand_and_cluster.evaluate import (
     recovery_id,
     recovery_labels as make_recovery_labels,
 )
+from expand_and_cluster.finetune import FinetuneSettings
 from expand_and_cluster.outputs import output_transform_id, parse_output_transform
 from expand_and_cluster.reconstruct import RecoverySettings
 from expand_and_cluster.resources import check_memory, estimate_recovery_memory
@@ -212,6 +213,7 @@ def build_teachers(cfg):
                                 "query_label": design,
                                 "expansions": group["expansions"] or cfg["students"]["expansions"],
                                 "students": group["students"],  # null: the students section's
+                                "recovery": group["recovery"],  # null: the recovery section's
                                 "queries": checked_config(
                                     "teachers.trained.queries",
                                     lambda: make_query_design(
@@ -263,6 +265,24 @@ def group_students(students, own):
     }
 
 
+def group_recovery(recovery, own):
+    """The recovery settings of a teacher group: the recovery section's, with the group's
+    own (teachers.trained[].recovery) on top, retrain and finetune key by key. gammas and
+    betas_deg stay the section's: they name every teacher's recoveries."""
+    own = own or {}
+    return {
+        **recovery,
+        **own,
+        **{key: {**recovery[key], **own.get(key, {})} for key in NESTED_RECOVERY_KEYS},
+    }
+
+
+# Keys of the recovery section that are settings blocks of their own, merged key by key.
+NESTED_RECOVERY_KEYS = ("retrain", "finetune")
+# Keys of the recovery section that fan out over recoveries; a group cannot set them.
+RECOVERY_FACTORS = ("gammas", "betas_deg")
+
+
 def check_settings(cfg):
     """Build every settings object of the library from the config, so that the library's
     own declarations (type, finite, bounds; gamma * N >= 2) check each value before any job
@@ -270,29 +290,65 @@ def check_settings(cfg):
     students, rec = cfg["students"], cfg["recovery"]
     for expansion in students["expansions"]:
         checked_config("students.expansions", lambda: expanded_widths([1], expansion))
-    blocks = {"students": None}
+    blocks = {"students": (None, None)}
     blocks.update(
-        (f"teachers.trained[{i}].students", group["students"])
+        (f"teachers.trained[{i}]", (group["students"], group["recovery"]))
         for i, group in enumerate(cfg["teachers"]["trained"])
-        if group["students"]
+        if group["students"] or group["recovery"]
     )
-    for key, own in blocks.items():
-        chosen = group_students(students, own)
-        unknown = sorted(set(chosen["train"]) - {f.name for f in fields(TrainSettings)})
-        if unknown:
-            raise WorkflowError(
-                f"invalid configuration: unknown config key(s) {', '.join(map(repr, unknown))} "
-                f"under {key}.train; allowed keys: those of students.train (see config/README.md)"
-            )
+    for where, (own_students, own_recovery) in blocks.items():
+        key = f"{where}.students" if own_students else "students"
+        chosen = group_students(students, own_students)
+        unknown_keys(chosen["train"], TrainSettings, f"{key}.train", "students.train")
         checked_config(f"{key}.train", lambda: TrainSettings(**chosen["train"]))
+        recovery_key = f"{where}.recovery" if own_recovery else "recovery"
+        if own_recovery:
+            check_group_recovery(own_recovery, recovery_key)
+        recovery = group_recovery(rec, own_recovery)
         for gamma in rec["gammas"]:
             for beta in rec["betas_deg"]:
-                options = {"n_students": chosen["n_students"], **recovery_options(gamma, beta)}
+                options = {
+                    "n_students": chosen["n_students"],
+                    **recovery_options(gamma, beta, recovery),
+                }
                 checked_config(
-                    f"recovery (gammas, betas_deg; N = {key}.seeds x {key}.per_job)",
+                    f"{recovery_key} (gammas, betas_deg; N = {key}.seeds x {key}.per_job)",
                     lambda: RecoverySettings.from_dict(options),
                 )
     checked_config("evaluation", lambda: EvaluationSettings(**cfg["evaluation"]))
+
+
+def unknown_keys(values, settings_class, key, like):
+    """Refuse keys of ``values`` that ``settings_class`` does not declare, naming ``key``
+    and the section (``like``) whose keys are allowed."""
+    unknown = sorted(set(values) - {f.name for f in fields(settings_class)})
+    if unknown:
+        raise WorkflowError(
+            f"invalid configuration: unknown config key(s) {', '.join(map(repr, unknown))} "
+            f"under {key}; allowed keys: those of {like} (see config/README.md)"
+        )
+
+
+def check_group_recovery(own, key):
+    """A group's recovery block holds keys of the recovery section (not its gammas and
+    betas_deg), and retrain / finetune keys of those blocks."""
+    allowed = {f.name for f in fields(RecoverySettings)} - {"n_students", "train"}
+    allowed -= {"gamma", "beta_deg"}
+    unknown = sorted(set(own) - allowed)
+    if unknown:
+        raise WorkflowError(
+            f"invalid configuration: unknown config key(s) {', '.join(map(repr, unknown))} "
+            f"under {key}; allowed keys: {', '.join(sorted(allowed))} (the recovery section's, "
+            f"without {' and '.join(RECOVERY_FACTORS)}; see config/README.md)"
+        )
+    settings = {"retrain": TrainSettings, "finetune": FinetuneSettings}
+    for block in NESTED_RECOVERY_KEYS:
+        if not isinstance(own.get(block, {}), dict):
+            raise WorkflowError(
+                f"invalid configuration: config key {key}.{block} must be a mapping of "
+                f"recovery.{block} keys (see config/README.md)"
+            )
+        unknown_keys(own.get(block, {}), settings[block], f"{key}.{block}", f"recovery.{block}")
 
 
 def check_job_memory(cfg, teachers):
@@ -320,25 +376,14 @@ def check_job_memory(cfg, teachers):
             checked_config(key, lambda: check_memory(estimate, what))
 
 
-def recovery_options(gamma, beta_deg):
+def recovery_options(gamma, beta_deg, recovery):
     """expand_and_cluster.reconstruct.RecoverySettings.from_dict's data, except n_students
-    (the gathered store knows it)."""
-    rec = config["recovery"]
+    (the gathered store knows it): one gamma and beta, and every other key of ``recovery``
+    (a recovery section, :func:`group_recovery`)."""
     return {
         "gamma": gamma,
         "beta_deg": beta_deg,
-        **{
-            key: rec[key]
-            for key in (
-                "cut_rule",
-                "seed",
-                "min_explained_variance",
-                "pruning",
-                "confidence_resamples",
-                "input_mask",
-            )
-        },
-        **{key: rec[key] for key in ("retrain", "finetune")},
+        **{key: value for key, value in recovery.items() if key not in RECOVERY_FACTORS},
     }
 
 
@@ -452,13 +497,13 @@ def final_targets():
 
 
 # Keys of a teacher's spec that say how the teacher is studied, not what it is.
-STUDY_KEYS = ("expansions", "students")
+STUDY_KEYS = ("expansions", "students", "recovery")
 
 
 def teacher_spec(wildcards):
     """What the teacher is: its spec without :data:`STUDY_KEYS`, so that its provenance,
     its jobs' params and its training jobs' hashes do not change (and nothing re-runs)
-    when an expansion is added or its group's students change."""
+    when an expansion is added or its group's students or recovery settings change."""
     return {k: v for k, v in TEACHERS[wildcards.teacher].items() if k not in STUDY_KEYS}
 
 
@@ -561,7 +606,11 @@ def gather_attrs(wildcards):
 
 
 def recovery_settings(wildcards):
-    return recovery_options(**RECOVERIES[wildcards.recovery])
+    """One recovery's settings: its gamma and beta, and its teacher group's recovery
+    section (:func:`group_recovery`)."""
+    own = TEACHERS[wildcards.teacher].get("recovery")
+    recovery = group_recovery(config["recovery"], own)
+    return recovery_options(**RECOVERIES[wildcards.recovery], recovery=recovery)
 
 
 def recovery_labels(wildcards):

@@ -11,7 +11,6 @@ import logging
 import _study
 
 from expand_and_cluster.errors import InputError
-from expand_and_cluster.finetune import FinetuneSettings
 from expand_and_cluster.reconstruct import RecoverySettings, reconstruct, recovery_summary
 from expand_and_cluster.store import (
     read_queries,
@@ -20,7 +19,6 @@ from expand_and_cluster.store import (
     write_json,
     write_recovery,
 )
-from expand_and_cluster.students import TrainSettings
 
 log = logging.getLogger("study.recover")
 
@@ -30,13 +28,8 @@ def main(
 ) -> None:
     students = read_students(students_store)
     x, y = read_queries(queries)
-    options = dict(settings)
-    recovery_settings = RecoverySettings(
-        n_students=students.n_students,
-        retrain=TrainSettings(**options.pop("retrain")),
-        finetune=FinetuneSettings(**options.pop("finetune")),
-        **options,
-    )
+    # from_dict: the retraining's own defaults fill what the config leaves out.
+    recovery_settings = RecoverySettings.from_dict({"n_students": students.n_students, **settings})
     log.info(
         "%s %s: %d students (%d failed in training), gamma %g, beta %g deg",
         labels["teacher"],
