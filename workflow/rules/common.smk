@@ -265,6 +265,12 @@ def group_students(students, own):
     }
 
 
+# Keys of the recovery section that are settings blocks of their own, merged key by key.
+NESTED_RECOVERY_KEYS = {"retrain": TrainSettings, "finetune": FinetuneSettings}
+# Keys of the recovery section that fan out over recoveries; a group cannot set them.
+RECOVERY_FACTORS = ("gammas", "betas_deg")
+
+
 def group_recovery(recovery, own):
     """The recovery settings of a teacher group: the recovery section's, with the group's
     own (teachers.trained[].recovery) on top, retrain and finetune key by key. gammas and
@@ -275,12 +281,6 @@ def group_recovery(recovery, own):
         **own,
         **{key: {**recovery[key], **own.get(key, {})} for key in NESTED_RECOVERY_KEYS},
     }
-
-
-# Keys of the recovery section that are settings blocks of their own, merged key by key.
-NESTED_RECOVERY_KEYS = ("retrain", "finetune")
-# Keys of the recovery section that fan out over recoveries; a group cannot set them.
-RECOVERY_FACTORS = ("gammas", "betas_deg")
 
 
 def check_settings(cfg):
@@ -332,8 +332,9 @@ def unknown_keys(values, settings_class, key, like):
 def check_group_recovery(own, key):
     """A group's recovery block holds keys of the recovery section (not its gammas and
     betas_deg), and retrain / finetune keys of those blocks."""
-    allowed = {f.name for f in fields(RecoverySettings)} - {"n_students", "train"}
-    allowed -= {"gamma", "beta_deg"}
+    # N, the students' training, gamma and beta come from other sections.
+    not_settable = {"n_students", "train", "gamma", "beta_deg"}
+    allowed = {f.name for f in fields(RecoverySettings)} - not_settable
     unknown = sorted(set(own) - allowed)
     if unknown:
         raise WorkflowError(
@@ -341,14 +342,14 @@ def check_group_recovery(own, key):
             f"under {key}; allowed keys: {', '.join(sorted(allowed))} (the recovery section's, "
             f"without {' and '.join(RECOVERY_FACTORS)}; see config/README.md)"
         )
-    settings = {"retrain": TrainSettings, "finetune": FinetuneSettings}
-    for block in NESTED_RECOVERY_KEYS:
-        if not isinstance(own.get(block, {}), dict):
+    for block, settings_class in NESTED_RECOVERY_KEYS.items():
+        values = own.get(block, {})
+        if not isinstance(values, dict):
             raise WorkflowError(
                 f"invalid configuration: config key {key}.{block} must be a mapping of "
                 f"recovery.{block} keys (see config/README.md)"
             )
-        unknown_keys(own.get(block, {}), settings[block], f"{key}.{block}", f"recovery.{block}")
+        unknown_keys(values, settings_class, f"{key}.{block}", f"recovery.{block}")
 
 
 def check_job_memory(cfg, teachers):
