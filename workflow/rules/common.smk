@@ -299,7 +299,9 @@ def check_settings(cfg):
     for where, (own_students, own_recovery) in blocks.items():
         key = f"{where}.students" if own_students else "students"
         chosen = group_students(students, own_students)
-        unknown_keys(chosen["train"], TrainSettings, f"{key}.train", "students.train")
+        unknown_keys(
+            chosen["train"], field_names(TrainSettings), f"{key}.train", "those of students.train"
+        )
         checked_config(f"{key}.train", lambda: TrainSettings(**chosen["train"]))
         recovery_key = f"{where}.recovery" if own_recovery else "recovery"
         if own_recovery:
@@ -318,14 +320,17 @@ def check_settings(cfg):
     checked_config("evaluation", lambda: EvaluationSettings(**cfg["evaluation"]))
 
 
-def unknown_keys(values, settings_class, key, like):
-    """Refuse keys of ``values`` that ``settings_class`` does not declare, naming ``key``
-    and the section (``like``) whose keys are allowed."""
-    unknown = sorted(set(values) - {f.name for f in fields(settings_class)})
+def field_names(settings_class):
+    return {f.name for f in fields(settings_class)}
+
+
+def unknown_keys(values, allowed, key, allowed_text):
+    """Refuse keys of ``values`` not in ``allowed``, naming ``key`` and what is allowed."""
+    unknown = sorted(set(values) - set(allowed))
     if unknown:
         raise WorkflowError(
             f"invalid configuration: unknown config key(s) {', '.join(map(repr, unknown))} "
-            f"under {key}; allowed keys: those of {like} (see config/README.md)"
+            f"under {key}; allowed keys: {allowed_text} (see config/README.md)"
         )
 
 
@@ -334,14 +339,9 @@ def check_group_recovery(own, key):
     betas_deg), and retrain / finetune keys of those blocks."""
     # N, the students' training, gamma and beta come from other sections.
     not_settable = {"n_students", "train", "gamma", "beta_deg"}
-    allowed = {f.name for f in fields(RecoverySettings)} - not_settable
-    unknown = sorted(set(own) - allowed)
-    if unknown:
-        raise WorkflowError(
-            f"invalid configuration: unknown config key(s) {', '.join(map(repr, unknown))} "
-            f"under {key}; allowed keys: {', '.join(sorted(allowed))} (the recovery section's, "
-            f"without {' and '.join(RECOVERY_FACTORS)}; see config/README.md)"
-        )
+    allowed = field_names(RecoverySettings) - not_settable
+    section = f"the recovery section's, without {' and '.join(RECOVERY_FACTORS)}"
+    unknown_keys(own, allowed, key, f"{', '.join(sorted(allowed))} ({section})")
     for block, settings_class in NESTED_RECOVERY_KEYS.items():
         values = own.get(block, {})
         if not isinstance(values, dict):
@@ -349,7 +349,9 @@ def check_group_recovery(own, key):
                 f"invalid configuration: config key {key}.{block} must be a mapping of "
                 f"recovery.{block} keys (see config/README.md)"
             )
-        unknown_keys(values, settings_class, f"{key}.{block}", f"recovery.{block}")
+        unknown_keys(
+            values, field_names(settings_class), f"{key}.{block}", f"those of recovery.{block}"
+        )
 
 
 def check_job_memory(cfg, teachers):
